@@ -1,0 +1,28 @@
+"""vaekit: variational autoencoders, correct to the mathematics, fast, and pleasant to use.
+
+>>> import vaekit
+>>> model, summary = vaekit.train(vaekit.ModelConfig(latent_dim=8), vaekit.TrainConfig(epochs=5), "runs/demo")  # doctest: +SKIP
+>>> model = vaekit.load("runs/demo")  # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from .config import ModelConfig, TrainConfig
+from .datasets import DATASETS, Dataset, load_dataset, register_dataset
+from .distributions import diag_normal, kl_diag_normal_standard, kl_gaussian, standard_normal
+from .embed import encode_means
+from .errors import VaekitError
+from .evaluate import bits_per_dim, evaluate
+from .likelihoods import LIKELIHOODS, Likelihood, make_likelihood, register_likelihood
+from .model import ELBO, VAE
+from .networks import ARCHS, Decoder, GaussianEncoder, build_networks, register_arch
+from .runs import Run, load, load_run
+from .train import fit, load_split, prepare_data, train
+
+__all__ = [
+    "ARCHS", "DATASETS", "Dataset", "Decoder", "ELBO", "GaussianEncoder", "LIKELIHOODS", "Likelihood",
+    "ModelConfig", "Run", "TrainConfig", "VAE", "VaekitError", "bits_per_dim", "build_networks",
+    "diag_normal", "encode_means", "evaluate", "fit", "kl_diag_normal_standard", "kl_gaussian", "load",
+    "load_dataset", "load_run", "load_split", "make_likelihood", "prepare_data", "register_arch",
+    "register_dataset", "register_likelihood", "standard_normal", "train",
+]

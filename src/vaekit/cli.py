@@ -1,0 +1,274 @@
+"""The ``vaekit`` command: it parses arguments and dispatches to the library, nothing more.
+
+Bad input ends in one line on stderr, ``vaekit: error: ...``, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .config import BINARIZE_MODES, ModelConfig, TrainConfig
+
+_MODEL_DEFAULTS = ModelConfig()
+_TRAIN_DEFAULTS = TrainConfig()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump) and exit status 2."""
+
+    def error(self, message: str):  # noqa: D401
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
+    return value
+
+
+def _add_data(p: argparse.ArgumentParser, default: str | None) -> None:
+    from .datasets import DATASETS
+
+    names = ", ".join(sorted(DATASETS))
+    p.add_argument("--data", default=default, metavar="NAME|FILE",
+                   help=f"a built-in dataset ({names}) or a .npy array of examples"
+                   + (f" (default: {default})" if default else " (default: the run's dataset)"))
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="folder holding the dataset's files (default: $VAEKIT_DATA/NAME, else the cache, "
+                   "downloading there if needed)")
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where to compute (default: auto, CUDA then MPS then CPU)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .likelihoods import LIKELIHOODS
+    from .networks import ARCHS
+
+    parser = _Parser(prog="vaekit", description="Variational autoencoders: train, evaluate, sample, encode.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a VAE and write a run directory",
+                       description="Train a VAE by maximizing the ELBO; write config, weights, metrics and figures to --run-dir.")
+    _add_data(p, _TRAIN_DEFAULTS.data)
+    p.add_argument("--run-dir", metavar="DIR", help="where to write the run (default: runs/DATA-DATE-TIME); must not hold a run")
+    p.add_argument("--epochs", type=_positive_int, default=_TRAIN_DEFAULTS.epochs, help="passes over the training set (default: %(default)s)")
+    p.add_argument("--latent-dim", type=_positive_int, default=_MODEL_DEFAULTS.latent_dim, help="size of z (default: %(default)s)")
+    p.add_argument("--likelihood", default=_MODEL_DEFAULTS.likelihood, choices=sorted(LIKELIHOODS),
+                   help="p(x|z): bernoulli (cross-entropy), continuous-bernoulli, gaussian (fixed variance "
+                   "--gaussian-variance, the weighted L2 loss), gaussian-learned (a learned variance per dimension) "
+                   "(default: %(default)s)")
+    p.add_argument("--gaussian-variance", type=_positive_float, default=_MODEL_DEFAULTS.gaussian_variance,
+                   help="c in p(x|z) = N(f(z), c I); the start value for gaussian-learned (default: %(default)s)")
+    p.add_argument("--arch", default=_MODEL_DEFAULTS.arch, choices=sorted(ARCHS),
+                   help="networks: mlp, conv (images), linear (probabilistic PCA with gaussian) (default: %(default)s)")
+    p.add_argument("--hidden", type=_positive_int, nargs="+", default=list(_MODEL_DEFAULTS.hidden), metavar="N",
+                   help="hidden layer widths of the encoder trunk, mirrored in the decoder; for conv the dense "
+                   "width (default: %(default)s)")
+    p.add_argument("--conv-channels", type=_positive_int, nargs="+", default=list(_MODEL_DEFAULTS.conv_channels),
+                   metavar="N", help="channels of the stride-2 convolutions, for --arch conv (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=_TRAIN_DEFAULTS.batch_size, help="examples per step (default: %(default)s)")
+    p.add_argument("--lr", type=_positive_float, default=_TRAIN_DEFAULTS.lr, help="Adam's learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=_TRAIN_DEFAULTS.seed, help="fixes initialization, split, batches and noise (default: %(default)s)")
+    p.add_argument("--binarize", default=_TRAIN_DEFAULTS.binarize, choices=BINARIZE_MODES,
+                   help="none: grey levels as they are; dynamic: a fresh Bernoulli draw of the training set every "
+                   "epoch; static: drawn once. Held-out sets are drawn once with a fixed seed (default: %(default)s)")
+    p.add_argument("--val-fraction", type=float, default=_TRAIN_DEFAULTS.val_fraction,
+                   help="share of the training set held out for the validation ELBO (default: %(default)s)")
+    _add_device(p)
+
+    p = sub.add_parser("evaluate", help="test ELBO, its parts, bits per dimension",
+                       description="The ELBO of a run's model on held-out data, in nats per example and bits per dimension.")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    _add_data(p, None)
+    p.add_argument("--split", default="test", choices=["train", "test", "all"], help="which part of a built-in dataset (default: test)")
+    p.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
+    p.add_argument("--batch-size", type=_positive_int, default=1000, help="examples per batch (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: %(default)s)")
+    _add_device(p)
+
+    p = sub.add_parser("sample", help="generate from the prior", description="Decode z ~ N(0, I): means of p(x|z).")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    p.add_argument("-n", type=_positive_int, default=64, help="how many samples (default: %(default)s)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .png grid or a .npy array")
+    p.add_argument("--seed", type=int, default=0, help="seed of z (default: %(default)s)")
+    _add_device(p)
+
+    p = sub.add_parser("reconstruct", help="encode and decode held-out data",
+                       description="Images (top) and the means of p(x|z) at z = E_q[z] (bottom).")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    _add_data(p, None)
+    p.add_argument("-n", type=_positive_int, default=32, help="how many examples (default: %(default)s)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .png grid or a .npy array of reconstructions")
+    _add_device(p)
+
+    p = sub.add_parser("encode", help="latent means of data (dimensionality reduction)",
+                       description="Write E_q[z|x] for every example, in the data's order.")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    _add_data(p, None)
+    p.add_argument("--split", default="test", choices=["train", "test", "all"], help="which part of a built-in dataset (default: test)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .npy file, (N, latent_dim)")
+    p.add_argument("--batch-size", type=_positive_int, default=1000, help="examples per batch (default: %(default)s)")
+    _add_device(p)
+
+    p = sub.add_parser("interpolate", help="decode straight lines between latent means",
+                       description="For pairs of held-out examples, decode points on the line between their latent means.")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    p.add_argument("--pairs", type=_positive_int, default=8, help="how many pairs, one row each (default: %(default)s)")
+    p.add_argument("--steps", type=_positive_int, default=10, help="points per line, ends included (default: %(default)s)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .png grid or a .npy array")
+    _add_device(p)
+    return parser
+
+
+# -- handlers: each parses nothing and does nothing the library could not do ------------------
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    import datetime as dt
+
+    from .train import train
+
+    run_dir = args.run_dir or f"runs/{args.data.replace('/', '_')}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    model_config = ModelConfig(latent_dim=args.latent_dim, arch=args.arch, hidden=tuple(args.hidden),
+                               conv_channels=tuple(args.conv_channels), likelihood=args.likelihood,
+                               gaussian_variance=args.gaussian_variance)
+    train_config = TrainConfig(data=args.data, data_dir=args.data_dir, binarize=args.binarize, epochs=args.epochs,
+                               batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                               val_fraction=args.val_fraction, device=args.device)
+    _, summary = train(model_config, train_config, run_dir)
+    print(f"run directory: {run_dir}")
+    print(_describe(summary))
+
+
+def _describe(m: dict) -> str:
+    return (f"{m.get('split', 'test')} ELBO {m['elbo']:.2f} nats per example "
+            f"(reconstruction {m['reconstruction']:.2f}, KL {m['kl']:.2f}); "
+            f"{m['bits_per_dim']:.4f} bits per dimension; {m['n_examples']} examples")
+
+
+def _load(args: argparse.Namespace):
+    from .runs import load_run
+    from .train import resolve_device
+
+    return load_run(args.run, resolve_device(args.device))
+
+
+def _data(args: argparse.Namespace, run, split: str = "test"):
+    from .train import load_split
+
+    x = load_split(run.train_config, split, data=args.data, data_dir=args.data_dir,
+                   data_shape=run.model_config.data_shape)
+    run.model.likelihood.check_data(x, args.data or f"dataset {run.train_config.data!r}")
+    return x
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate
+
+    run = _load(args)
+    x = _data(args, run, args.split)
+    result = {"split": args.split, **evaluate(run.model, x, batch_size=args.batch_size, seed=args.seed)}
+    print(json.dumps(result) if args.json else _describe(result))
+
+
+def _cmd_sample(args: argparse.Namespace) -> None:
+    import torch
+
+    from .outputs import check_output_path, save_tensor
+
+    check_output_path(args.output)
+    run = _load(args)
+    gen = torch.Generator(device=next(run.model.parameters()).device).manual_seed(args.seed)
+    save_tensor(run.model.sample(args.n, generator=gen), args.output, title="means of p(x|z), z ~ N(0, I)")
+    print(args.output)
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> None:
+    import torch
+
+    from .outputs import check_output_path, save_tensor
+
+    out = check_output_path(args.output)
+    run = _load(args)
+    device = next(run.model.parameters()).device
+    x = _data(args, run)[: args.n].to(device)
+    recon = run.model.reconstruct(x)
+    if out.suffix.lower() == ".npy":
+        save_tensor(recon, out)
+    else:
+        save_tensor(torch.cat([x, recon]), out, title="inputs (top) and reconstructions (bottom)")
+    print(args.output)
+
+
+def _cmd_encode(args: argparse.Namespace) -> None:
+    from .outputs import check_output_path, save_tensor
+    from .embed import encode_means
+
+    check_output_path(args.output, (".npy",))
+    run = _load(args)
+    z = encode_means(run.model, _data(args, run, args.split), batch_size=args.batch_size)
+    save_tensor(z, args.output)
+    print(f"{args.output}: {tuple(z.shape)}")
+
+
+def _cmd_interpolate(args: argparse.Namespace) -> None:
+    import torch
+
+    from .outputs import check_output_path, save_tensor
+
+    check_output_path(args.output)
+    run = _load(args)
+    device = next(run.model.parameters()).device
+    args.data = args.data_dir = None
+    x = _data(args, run)[: 2 * args.pairs].to(device)
+    rows = [run.model.interpolate(x[i], x[i + 1], args.steps) for i in range(0, len(x) - 1, 2)]
+    save_tensor(torch.cat(rows), args.output, nrow=args.steps, title="decoded straight lines between latent means")
+    print(args.output)
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "sample": _cmd_sample,
+    "reconstruct": _cmd_reconstruct,
+    "encode": _cmd_encode,
+    "interpolate": _cmd_interpolate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``vaekit`` and ``python -m vaekit``; returns the exit status."""
+    from .errors import VaekitError
+
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except VaekitError as e:
+        print(f"vaekit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vaekit: interrupted", file=sys.stderr)
+        return 130
+    return 0

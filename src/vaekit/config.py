@@ -1,0 +1,61 @@
+"""Flat, typed configurations, saved as JSON in every run directory beside the weights.
+
+One name per setting everywhere: ``latent_dim`` here, ``latent_dim=`` in Python and
+``--latent-dim`` on the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    """What is needed to rebuild a model: the networks, the latent size and the likelihood."""
+
+    data_shape: tuple[int, ...] = ()  # per-example shape; () means "take it from the data"
+    latent_dim: int = 20
+    arch: str = "mlp"  # mlp | conv | linear (see vaekit.networks.ARCHS)
+    hidden: tuple[int, ...] = (400,)
+    conv_channels: tuple[int, ...] = (32, 64)
+    likelihood: str = "bernoulli"  # see vaekit.likelihoods.LIKELIHOODS
+    gaussian_variance: float = 0.1  # c in p(x|z) = N(f(z), c I); start value for gaussian-learned
+
+    def __post_init__(self) -> None:
+        self.data_shape = tuple(int(d) for d in self.data_shape)
+        self.hidden = tuple(int(h) for h in self.hidden)
+        self.conv_channels = tuple(int(c) for c in self.conv_channels)
+
+
+@dataclass
+class TrainConfig:
+    """How a model was trained: data, optimizer and schedule, seed, device."""
+
+    data: str = "digits"
+    data_dir: str | None = None
+    binarize: str = "none"  # none | dynamic | static
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    val_fraction: float = 0.1
+    device: str = "auto"  # auto | cpu | cuda | mps
+
+
+BINARIZE_MODES = ("none", "dynamic", "static")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A dataclass as a JSON-ready dict (tuples become lists)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict[str, Any]):
+    """Rebuild a config dataclass, ignoring keys it does not know (forward compatibility)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+__all__ = ["ModelConfig", "TrainConfig", "BINARIZE_MODES", "to_dict", "from_dict"]

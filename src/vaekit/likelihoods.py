@@ -1,0 +1,139 @@
+"""Observation models p(x|z): the one place where the likelihood choice lives.
+
+A decoder network maps ``z`` to a tensor shaped like the data (logits or means); a
+``Likelihood`` turns that tensor into a ``torch.distributions`` object whose ``log_prob``
+sums over all data dimensions. Every metric (ELBO, importance sampling, anomaly scores) is
+then written once, against ``log_prob``.
+
+Register a new likelihood with :func:`register_likelihood`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Bernoulli, ContinuousBernoulli, Distribution, Independent, Normal
+
+from .errors import VaekitError
+
+LIKELIHOODS: dict[str, Callable[..., "Likelihood"]] = {}
+
+
+def register_likelihood(name: str):
+    """Class decorator adding a likelihood to the registry under ``name``."""
+
+    def wrap(cls):
+        LIKELIHOODS[name] = cls
+        cls.name = name
+        return cls
+
+    return wrap
+
+
+def make_likelihood(name: str, data_shape: tuple[int, ...], *, gaussian_variance: float = 0.1) -> "Likelihood":
+    """Build the likelihood registered as ``name`` for data of shape ``data_shape``."""
+    if name not in LIKELIHOODS:
+        raise VaekitError(f"unknown likelihood {name!r}; choose one of: {', '.join(sorted(LIKELIHOODS))}")
+    return LIKELIHOODS[name](data_shape, gaussian_variance=gaussian_variance)
+
+
+class Likelihood(nn.Module):
+    """Base class: ``forward(out)`` returns ``p(x|z)`` with the data axes as its event."""
+
+    name: str = ""
+    #: values the data must lie in, or None when any real number is allowed
+    support: tuple[float, float] | None = None
+
+    def __init__(self, data_shape: tuple[int, ...], **_: float):
+        super().__init__()
+        self.data_shape = tuple(data_shape)
+
+    def forward(self, out: Tensor) -> Distribution:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _independent(self, dist: Distribution) -> Independent:
+        return Independent(dist, len(self.data_shape))
+
+    def check_data(self, x: Tensor, what: str) -> None:
+        """Refuse data that this likelihood gives no density to (one clear line)."""
+        if self.support is None:
+            return
+        lo, hi = self.support
+        xmin, xmax = float(x.min()), float(x.max())
+        if xmin < lo or xmax > hi:
+            raise VaekitError(
+                f"{what}: values lie in [{xmin:g}, {xmax:g}], outside [{lo:g}, {hi:g}] that the "
+                f"{self.name!r} likelihood needs; use --likelihood gaussian or gaussian-learned, "
+                "or rescale the data"
+            )
+
+
+@register_likelihood("bernoulli")
+class BernoulliLikelihood(Likelihood):
+    """``p(x|z) = prod_d Bernoulli(x_d | sigmoid(f(z)_d))``: the cross-entropy loss.
+
+    Exact for binary data. On grey levels in [0, 1] it is the usual cross-entropy objective,
+    which is not a normalized density (see ``continuous-bernoulli`` for one that is).
+    """
+
+    support = (0.0, 1.0)
+
+    def forward(self, out: Tensor) -> Distribution:
+        # validate_args=False lets grey-level targets through, as the cross-entropy does.
+        return self._independent(Bernoulli(logits=out, validate_args=False))
+
+
+@register_likelihood("continuous-bernoulli")
+class ContinuousBernoulliLikelihood(Likelihood):
+    """The continuous Bernoulli of Loaiza-Ganem and Cunningham (2019), a true density on [0, 1]."""
+
+    support = (0.0, 1.0)
+
+    def forward(self, out: Tensor) -> Distribution:
+        return self._independent(ContinuousBernoulli(logits=out, validate_args=False))
+
+
+@register_likelihood("gaussian")
+class GaussianLikelihood(Likelihood):
+    """``p(x|z) = N(x | f(z), c I)`` with fixed variance ``c`` (``gaussian_variance``).
+
+    ``-log p(x|z) = ||x - f(z)||^2 / (2c) + D/2 log(2 pi c)``: the weighted L2 loss of the seeds
+    plus the constant that makes the ELBO a bound in nats.
+    """
+
+    def __init__(self, data_shape: tuple[int, ...], *, gaussian_variance: float = 0.1, **_: float):
+        super().__init__(data_shape)
+        if not gaussian_variance > 0:
+            raise VaekitError(f"gaussian_variance must be positive, got {gaussian_variance}")
+        self.register_buffer("scale", torch.tensor(math.sqrt(gaussian_variance)), persistent=False)
+
+    def forward(self, out: Tensor) -> Distribution:
+        return self._independent(Normal(out, self.scale.to(out.dtype).expand_as(out), validate_args=False))
+
+
+@register_likelihood("gaussian-learned")
+class LearnedGaussianLikelihood(Likelihood):
+    """``p(x|z) = N(x | f(z), diag s^2)`` with one learned scale ``s_d`` per data dimension.
+
+    ``s = min_scale + softplus(raw)`` keeps the density bounded (no variance collapse onto
+    constant pixels). It starts at ``sqrt(gaussian_variance)``.
+    """
+
+    min_scale = 1e-3
+
+    def __init__(self, data_shape: tuple[int, ...], *, gaussian_variance: float = 0.1, **_: float):
+        super().__init__(data_shape)
+        start = math.sqrt(gaussian_variance) - self.min_scale
+        raw = math.log(math.expm1(start))  # inverse softplus
+        self.raw_scale = nn.Parameter(torch.full(self.data_shape, raw))
+
+    @property
+    def scale(self) -> Tensor:
+        return self.min_scale + F.softplus(self.raw_scale)
+
+    def forward(self, out: Tensor) -> Distribution:
+        return self._independent(Normal(out, self.scale.to(out.dtype).expand_as(out), validate_args=False))

@@ -1,0 +1,160 @@
+"""Networks: they map tensors to distribution parameters and know nothing of the ELBO.
+
+The encoder is the seeds' shared trunk ``g1`` with two heads: ``g2`` gives the mean and ``h2``
+the log-variance of ``q(z|x)``, so ``g(x) = g2(g1(x))`` and ``h(x) = h2(g1(x))``.
+The decoder is ``f(z; theta)``: latent codes to a tensor shaped like the data (logits or means),
+which the likelihood turns into ``p(x|z)``.
+
+Architectures are registered by name in ``ARCHS``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Independent
+
+from .config import ModelConfig
+from .distributions import diag_normal
+from .errors import VaekitError
+
+# log sigma^2 is clamped so that exp() neither underflows to a zero scale nor overflows.
+LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
+
+
+class GaussianEncoder(nn.Module):
+    """``q(z|x) = N(loc(x), diag scale(x)^2)``: a trunk and two linear heads.
+
+    Parameters
+    ----------
+    trunk : nn.Module
+        ``g1``: maps a batch ``(B, *data_shape)`` to features ``(B, trunk_dim)``.
+    trunk_dim : int
+    latent_dim : int
+    """
+
+    def __init__(self, trunk: nn.Module, trunk_dim: int, latent_dim: int):
+        super().__init__()
+        self.trunk = trunk
+        self.loc_head = nn.Linear(trunk_dim, latent_dim)  # g2
+        self.logvar_head = nn.Linear(trunk_dim, latent_dim)  # h2
+
+    def params(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(loc, scale)``, each ``(B, latent_dim)``."""
+        h = self.trunk(x)
+        logvar = self.logvar_head(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
+        return self.loc_head(h), torch.exp(0.5 * logvar)
+
+    def forward(self, x: Tensor) -> Independent:
+        return diag_normal(*self.params(x))
+
+
+class Decoder(nn.Module):
+    """``f(z; theta)``: ``(..., latent_dim)`` to ``(..., *data_shape)``, any leading axes."""
+
+    def __init__(self, net: nn.Module, latent_dim: int, data_shape: tuple[int, ...]):
+        super().__init__()
+        self.net = net
+        self.latent_dim = latent_dim
+        self.data_shape = tuple(data_shape)
+
+    def forward(self, z: Tensor) -> Tensor:
+        lead = z.shape[:-1]  # e.g. (K, B) for K importance samples
+        out = self.net(z.reshape(-1, self.latent_dim))
+        return out.reshape(*lead, *self.data_shape)
+
+
+def _mlp(sizes: list[int]) -> list[nn.Module]:
+    """Linear layers between consecutive sizes, each followed by a ReLU."""
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return layers
+
+
+ARCHS: dict[str, Callable[[ModelConfig], tuple[GaussianEncoder, Decoder]]] = {}
+
+
+def register_arch(name: str):
+    """Decorator adding a network builder ``fn(config) -> (encoder, decoder)`` to ``ARCHS``."""
+
+    def wrap(fn):
+        ARCHS[name] = fn
+        return fn
+
+    return wrap
+
+
+@register_arch("mlp")
+def mlp_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
+    """Fully connected networks: ``D -> hidden... -> (loc, logvar)`` and ``L -> reversed(hidden) -> D``."""
+    dim = math.prod(cfg.data_shape)
+    hidden = list(cfg.hidden)
+    trunk = nn.Sequential(nn.Flatten(), *_mlp([dim, *hidden]))
+    encoder = GaussianEncoder(trunk, hidden[-1] if hidden else dim, cfg.latent_dim)
+    dec_sizes = [cfg.latent_dim, *reversed(hidden)]
+    decoder_net = nn.Sequential(*_mlp(dec_sizes), nn.Linear(dec_sizes[-1], dim))
+    return encoder, Decoder(decoder_net, cfg.latent_dim, cfg.data_shape)
+
+
+@register_arch("linear")
+def linear_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
+    """Linear encoder heads and a linear decoder ``W z + b``.
+
+    With the ``gaussian`` likelihood this is probabilistic PCA (Tipping and Bishop, 1999),
+    whose log p(x) and maximum-likelihood solution are known in closed form.
+    """
+    return mlp_networks(ModelConfig(**{**vars(cfg), "hidden": ()}))
+
+
+class _ConvDecoderNet(nn.Module):
+    """Dense layers to a small feature map, transposed convolutions up, crop to (H, W)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c, h, w = cfg.data_shape
+        chans = list(cfg.conv_channels)
+        n = len(chans)
+        self.start = (chans[-1], math.ceil(h / 2**n), math.ceil(w / 2**n))
+        self.out_hw = (h, w)
+        width = cfg.hidden[0] if cfg.hidden else 256
+        self.dense = nn.Sequential(*_mlp([cfg.latent_dim, width, math.prod(self.start)]))
+        ups: list[nn.Module] = []
+        for a, b in zip(reversed(chans), list(reversed(chans))[1:]):
+            ups += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.ReLU()]
+        ups.append(nn.ConvTranspose2d(chans[0], c, 4, stride=2, padding=1))
+        self.up = nn.Sequential(*ups)
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = self.up(self.dense(z).reshape(-1, *self.start))
+        h, w = self.out_hw
+        return x[..., :h, :w]
+
+
+@register_arch("conv")
+def conv_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
+    """Convolutional networks for ``C x H x W`` images: stride-2 convolutions down and
+    transposed convolutions up (4x4 kernels), one dense layer of width ``hidden[0]``."""
+    if len(cfg.data_shape) != 3:
+        raise VaekitError(f"arch 'conv' needs images shaped C x H x W, got data of shape {cfg.data_shape}")
+    c, h, w = cfg.data_shape
+    chans = list(cfg.conv_channels)
+    layers: list[nn.Module] = []
+    for a, b in zip([c, *chans[:-1]], chans):
+        layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.ReLU()]
+        h, w = h // 2, w // 2
+    if h < 1 or w < 1:
+        raise VaekitError(f"images of shape {cfg.data_shape} are too small for {len(chans)} stride-2 convolutions")
+    width = cfg.hidden[0] if cfg.hidden else 256
+    trunk = nn.Sequential(*layers, nn.Flatten(), *_mlp([chans[-1] * h * w, width]))
+    return GaussianEncoder(trunk, width, cfg.latent_dim), Decoder(_ConvDecoderNet(cfg), cfg.latent_dim, cfg.data_shape)
+
+
+def build_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
+    """The encoder and decoder that ``cfg.arch`` names."""
+    if cfg.arch not in ARCHS:
+        raise VaekitError(f"unknown arch {cfg.arch!r}; choose one of: {', '.join(sorted(ARCHS))}")
+    return ARCHS[cfg.arch](cfg)

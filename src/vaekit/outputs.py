@@ -1,0 +1,43 @@
+"""Writing what users asked for: arrays (.npy) and image grids (.png), never half-written."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+from .errors import VaekitError
+from .plots import save_image_grid
+from .runs import atomic_write_bytes
+
+SUFFIXES = (".png", ".npy")
+
+
+def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = SUFFIXES) -> Path:
+    """Refuse an output path with an unknown suffix or in a folder that does not exist."""
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise VaekitError(f"{out}: unknown output type {out.suffix or '(none)'!r}; use one of: {', '.join(suffixes)}")
+    if not out.parent.is_dir():
+        raise VaekitError(f"{out}: folder {out.parent} does not exist")
+    return out
+
+
+def save_npy(array: np.ndarray, path: str | os.PathLike) -> None:
+    """``np.save`` written atomically."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def save_tensor(x: Tensor, path: str | os.PathLike, *, title: str | None = None, nrow: int | None = None) -> Path:
+    """Write ``x`` as ``.npy`` (any shape) or ``.png`` (an image grid; images only)."""
+    out = check_output_path(path)
+    if out.suffix.lower() == ".npy":
+        save_npy(x.detach().cpu().numpy(), out)
+    else:
+        save_image_grid(x, out, nrow=nrow, title=title)
+    return out

@@ -1,0 +1,71 @@
+"""Figures: image grids of samples, reconstructions and interpolations (matplotlib, no display)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from .errors import VaekitError  # noqa: E402
+
+
+def is_image_shape(shape: tuple[int, ...]) -> bool:
+    """``C x H x W`` with one (grey) or three (colour) channels."""
+    return len(shape) == 3 and shape[0] in (1, 3)
+
+
+def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tile ``(N, C, H, W)`` images in [0, 1] into one ``(rows*H, cols*W[, 3])`` array."""
+    images = images.detach().float().clamp(0, 1).cpu()
+    n, c, h, w = images.shape
+    cols = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = torch.ones(c, rows * (h + pad) + pad, cols * (w + pad) + pad)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = images[i]
+    arr = grid.numpy()
+    return arr[0] if c == 1 else arr.transpose(1, 2, 0)
+
+
+def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = None, title: str | None = None) -> None:
+    """Write ``(N, C, H, W)`` images as one PNG grid at ``path``."""
+    if not is_image_shape(tuple(images.shape[1:])):
+        raise VaekitError(f"{path}: cannot draw data of shape {tuple(images.shape[1:])} as images; write .npy instead")
+    arr = image_grid(images, nrow)
+    height, width = arr.shape[:2]
+    scale = max(1.0, 4.0 / max(height, width) * 100)  # at least ~4 inches across
+    fig = plt.figure(figsize=(width * scale / 100, height * scale / 100 + (0.3 if title else 0)), dpi=100)
+    ax = fig.add_axes((0, 0, 1, height / (height + (30 if title else 0))))
+    ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def save_run_figures(model, test: Tensor, run_dir: Path, *, seed: int = 0, n: int = 64) -> None:
+    """``reconstructions.png`` (originals above, reconstructions below) and ``samples.png``."""
+    if not is_image_shape(tuple(test.shape[1:])):
+        return  # tables and flat vectors have no picture
+    device = next(model.parameters()).device
+    x = test[: n // 2].to(device)
+    recon = model.reconstruct(x)
+    cols = int(math.ceil(math.sqrt(n)))
+    save_image_grid(torch.cat([x, recon]), run_dir / "reconstructions.png", nrow=cols,
+                    title="test images (top) and reconstructions (bottom)")
+    gen = torch.Generator(device=device).manual_seed(seed)
+    save_image_grid(model.sample(n, generator=gen), run_dir / "samples.png", nrow=cols,
+                    title="means of p(x|z), z ~ N(0, I)")
