@@ -42,16 +42,15 @@ def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = 
         raise VaekitError(f"{path}: cannot draw data of shape {tuple(images.shape[1:])} as images; write .npy instead")
     arr = image_grid(images, nrow)
     height, width = arr.shape[:2]
-    scale = max(1.0, 4.0 / max(height, width) * 100)  # at least ~4 inches across
-    fig = plt.figure(figsize=(width * scale / 100, height * scale / 100 + (0.3 if title else 0)), dpi=100)
-    ax = fig.add_axes((0, 0, 1, height / (height + (30 if title else 0))))
+    inches = max(3.0, min(10.0, max(height, width) / 40))  # readable for 8x8 digits and 28x28 MNIST
+    fig, ax = plt.subplots(figsize=(inches * width / max(height, width), inches * height / max(height, width)))
     ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=9)
+        ax.set_title(title, fontsize=9)
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp)
+    fig.savefig(tmp, dpi=100, bbox_inches="tight", pad_inches=0.05)
     plt.close(fig)
     os.replace(tmp, path)
 

@@ -1,0 +1,119 @@
+"""The VAE's mathematics: reparameterization, gradients, the ELBO and its parts."""
+
+import pytest
+import torch
+from torch.distributions import kl_divergence
+
+from vaekit import VAE, ModelConfig, VaekitError
+from vaekit.distributions import diag_normal
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    return VAE(ModelConfig(**{"data_shape": (1, 8, 8), "latent_dim": 3, "hidden": (16,), **kw}))
+
+
+def test_reparameterized_samples_have_the_right_mean_and_variance():
+    torch.manual_seed(0)
+    loc = torch.tensor([1.0, -2.0, 0.5])
+    scale = torch.tensor([0.5, 2.0, 1.0])
+    z = diag_normal(loc, scale).rsample((200_000,))
+    n = z.shape[0]
+    # mean within 5 standard errors; variance within 5 standard errors of the sample variance
+    assert torch.all((z.mean(0) - loc).abs() < 5 * scale / n**0.5)
+    var_se = scale**2 * (2 / (n - 1)) ** 0.5
+    assert torch.all((z.var(0) - scale**2).abs() < 5 * var_se)
+
+
+def test_reparameterization_is_loc_plus_scale_times_noise():
+    loc, scale = torch.randn(4, 3), torch.rand(4, 3) + 0.1
+    torch.manual_seed(5)
+    z = diag_normal(loc, scale).rsample()
+    torch.manual_seed(5)
+    eps = torch.randn(4, 3)
+    torch.testing.assert_close(z, loc + scale * eps)
+
+
+def test_gradients_reach_both_encoder_heads_and_the_decoder():
+    model = _model()
+    x = torch.rand(8, 1, 8, 8)
+    model.loss(x).backward()
+    for name in ("encoder.loc_head.weight", "encoder.logvar_head.weight", "encoder.trunk.1.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    assert all(p.grad is not None for p in model.decoder.parameters())
+
+
+def test_sampled_z_carries_gradient_to_loc_and_scale():
+    loc = torch.zeros(3, requires_grad=True)
+    scale = torch.ones(3, requires_grad=True)
+    torch.manual_seed(0)
+    z = diag_normal(loc, scale).rsample()
+    z.sum().backward()
+    torch.testing.assert_close(loc.grad, torch.ones(3))
+    torch.manual_seed(0)
+    torch.testing.assert_close(scale.grad, torch.randn(3))  # dz/dscale = eps
+
+
+def test_elbo_is_reconstruction_minus_closed_form_kl():
+    model = _model().double()
+    x = torch.rand(5, 1, 8, 8, dtype=torch.float64)
+    torch.manual_seed(3)
+    terms = model.elbo(x)
+    torch.testing.assert_close(terms.elbo, terms.reconstruction - terms.kl)
+    qz = model.encode(x)
+    torch.testing.assert_close(terms.kl, kl_divergence(qz, model.prior()))
+    # the same noise gives the same reconstruction term, computed by hand
+    torch.manual_seed(3)
+    z = qz.rsample((1,))
+    torch.testing.assert_close(terms.reconstruction, model.decode(z).log_prob(x)[0])
+
+
+def test_elbo_with_many_samples_averages_the_reconstruction_term():
+    model = _model().double()
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    torch.manual_seed(4)
+    many = model.elbo(x, n_samples=64)
+    torch.manual_seed(4)
+    qz = model.encode(x)
+    z = qz.rsample((64,))
+    torch.testing.assert_close(many.reconstruction, model.decode(z).log_prob(x).mean(0))
+
+
+def test_elbo_is_below_zero_for_binary_data_under_bernoulli():
+    # log p(x) <= 0 for a discrete likelihood, and ELBO <= log p(x)
+    model = _model()
+    x = (torch.rand(16, 1, 8, 8) > 0.5).float()
+    assert torch.all(model.elbo(x, n_samples=4).elbo < 0)
+
+
+@pytest.mark.parametrize("arch,shape", [("mlp", (1, 8, 8)), ("mlp", (13,)), ("linear", (13,)),
+                                        ("conv", (1, 8, 8)), ("conv", (1, 28, 28)), ("conv", (3, 9, 7))])
+def test_architectures_map_data_shape_to_itself(arch, shape):
+    model = _model(arch=arch, data_shape=shape, likelihood="gaussian")
+    x = torch.randn(4, *shape)
+    qz = model.encode(x)
+    assert qz.batch_shape == (4,) and qz.event_shape == (3,)
+    px_z = model.decode(qz.rsample((2,)))
+    assert px_z.batch_shape == (2, 4) and px_z.event_shape == shape
+    assert model.sample(5).shape == (5, *shape)
+    assert model.reconstruct(x).shape == (4, *shape)
+    assert model.interpolate(x[0], x[1], steps=6).shape == (6, *shape)
+
+
+def test_conv_refuses_flat_data():
+    with pytest.raises(VaekitError, match="conv.*C x H x W"):
+        _model(arch="conv", data_shape=(64,))
+
+
+def test_unknown_arch_is_one_clear_error():
+    with pytest.raises(VaekitError, match="unknown arch 'transformer'"):
+        _model(arch="transformer")
+
+
+def test_encoder_scale_stays_positive_and_finite_for_extreme_inputs():
+    model = _model()
+    with torch.no_grad():
+        model.encoder.logvar_head.bias.fill_(1e4)
+    qz = model.encode(torch.rand(2, 1, 8, 8))
+    assert torch.isfinite(qz.base_dist.scale).all() and (qz.base_dist.scale > 0).all()
