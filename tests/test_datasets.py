@@ -1,0 +1,503 @@
+"""Tests for vaekit.datasets on tiny synthetic files (no network, no real MNIST)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaekit import datasets
+from vaekit.datasets import (
+    DATASETS,
+    IDX_FILES,
+    Dataset,
+    binarize,
+    cache_dir,
+    load_array,
+    load_dataset,
+    register_dataset,
+)
+from vaekit.errors import VaekitError
+
+H, W = 4, 3  # not square, so a swapped height and width would show
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No test reads the user's data or cache, or touches the network."""
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    monkeypatch.setenv("VAEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", [(tmp_path / "nowhere").as_uri() + "/"])
+
+
+def error_of(fn, *args, **kwargs) -> str:
+    """The VaekitError message raised by ``fn``, checked to be a single line."""
+    with pytest.raises(VaekitError) as info:
+        fn(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny IDX files
+# ---------------------------------------------------------------------------------------------
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    """Encode a uint8 array as IDX: magic 0x000008<ndim>, big-endian uint32 dims, then data."""
+    header = (0x0800 | arr.ndim).to_bytes(4, "big")
+    header += b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def toy_arrays(n_train: int = 5, n_test: int = 3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, H, W), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, H, W), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+
+
+def write_idx_set(folder: Path, arrays: dict[str, np.ndarray], gz: bool | str = True) -> dict[str, str]:
+    """Write the four files (all gzipped, all plain, or ``"mixed"``); return their checksums."""
+    folder.mkdir(parents=True, exist_ok=True)
+    checksums = {}
+    for i, (fname, arr) in enumerate(arrays.items()):
+        data = idx_bytes(arr)
+        checksums[fname] = hashlib.sha256(data).hexdigest()
+        zipped = gz if gz != "mixed" else i % 2 == 0
+        if zipped:
+            (folder / f"{fname}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / fname).write_bytes(data)
+    return checksums
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    """A folder of tiny gzipped MNIST-format files whose checksums stand in for MNIST's."""
+    arrays = toy_arrays()
+    folder = tmp_path / "toy"
+    checksums = write_idx_set(folder, arrays)
+    monkeypatch.setattr(datasets, "MNIST_SHA256", checksums)
+    return folder, arrays, checksums
+
+
+def assert_matches(ds: Dataset, arrays: dict[str, np.ndarray]) -> None:
+    for split, images, labels in (
+        ("train", ds.train, ds.train_labels),
+        ("t10k", ds.test, ds.test_labels),
+    ):
+        raw = arrays[f"{split}-images-idx3-ubyte"]
+        assert images.dtype == torch.float32 and labels.dtype == torch.int64
+        assert images.shape == (len(raw), 1, H, W)
+        torch.testing.assert_close(images, torch.from_numpy(raw[:, None].astype(np.float32) / 255), rtol=0, atol=0)
+        assert labels.tolist() == arrays[f"{split}-labels-idx1-ubyte"].tolist()
+    assert ds.shape == (1, H, W)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry and digits
+# ---------------------------------------------------------------------------------------------
+
+
+def test_registry_lists_builtin_datasets():
+    assert {"digits", "mnist"} <= set(DATASETS)
+
+
+def test_unknown_dataset_names_the_choices():
+    message = error_of(load_dataset, "cifar")
+    assert message == "unknown dataset 'cifar'; choose one of: digits, mnist"
+
+
+def test_register_dataset_adds_a_loader(monkeypatch):
+    monkeypatch.setattr(datasets, "DATASETS", dict(DATASETS))
+
+    @register_dataset("ones")
+    def _ones(data_dir=None):
+        return Dataset("ones", torch.ones(4, 2), torch.ones(1, 2), None, None)
+
+    ds = load_dataset("ones")
+    assert ds.shape == (2,) and ds.train_labels is None
+
+
+def test_digits_shapes_values_and_labels():
+    ds = load_dataset("digits")
+    assert ds.name == "digits" and ds.shape == (1, 8, 8)
+    assert ds.train.dtype == torch.float32 and ds.train_labels.dtype == torch.int64
+    assert len(ds.train) == len(ds.train_labels) and len(ds.test) == len(ds.test_labels)
+    for x in (ds.train, ds.test):
+        assert x.min() == 0.0 and x.max() == 1.0  # 0..16 divided by 16
+    assert set(ds.train_labels.tolist()) == set(range(10)) == set(ds.test_labels.tolist())
+
+
+def test_digits_split_is_fixed_stratified_and_a_partition():
+    from sklearn.datasets import load_digits
+
+    a, b = load_dataset("digits"), load_dataset("digits")
+    torch.testing.assert_close(a.train, b.train, rtol=0, atol=0)
+    torch.testing.assert_close(a.test, b.test, rtol=0, atol=0)
+    assert torch.equal(a.train_labels, b.train_labels) and torch.equal(a.test_labels, b.test_labels)
+    assert len(a.train) + len(a.test) == 1797
+
+    # Train and test together are exactly the 1797 examples, each once (counts of duplicates kept).
+    x, y = load_digits(return_X_y=True)
+    full = np.column_stack([x / 16.0, y]).astype(np.float32)
+    ours = np.concatenate([
+        np.column_stack([a.train.reshape(-1, 64).numpy(), a.train_labels.numpy()]),
+        np.column_stack([a.test.reshape(-1, 64).numpy(), a.test_labels.numpy()]),
+    ])
+    for arr in (full, ours):
+        arr[:] = arr[np.lexsort(arr.T[::-1])]
+    np.testing.assert_array_equal(full, ours)
+
+    # Stratified: every class gives 20 % (rounded) of its examples to the test set.
+    per_class = np.bincount(y)
+    expected_test = np.round(0.2 * per_class).astype(int)
+    assert a.test_labels.bincount(minlength=10).tolist() == expected_test.tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX round trips
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gz", [True, False, "mixed"])
+def test_idx_round_trip(tmp_path, gz):
+    arrays = toy_arrays()
+    checksums = write_idx_set(tmp_path / "toy", arrays, gz=gz)
+    ds = datasets._load_idx_dataset("toy", checksums, [], tmp_path / "toy")
+    assert ds.name == "toy"
+    assert_matches(ds, arrays)
+
+
+def test_mnist_from_data_dir(toy):
+    folder, arrays, _ = toy
+    ds = load_dataset("mnist", data_dir=folder)
+    assert_matches(ds, arrays)
+    assert ds.name == "mnist"
+
+
+def test_gzipped_content_without_gz_suffix_loads(tmp_path):
+    arrays = toy_arrays()
+    checksums = write_idx_set(tmp_path / "d", arrays, gz=True)
+    for f in IDX_FILES:
+        (tmp_path / "d" / f"{f}.gz").rename(tmp_path / "d" / f)
+    assert_matches(datasets._load_idx_dataset("toy", checksums, [], tmp_path / "d"), arrays)
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX errors: each names the file and the problem
+# ---------------------------------------------------------------------------------------------
+
+
+def test_missing_file_in_explicit_data_dir_is_an_error_not_a_download(toy, tmp_path, monkeypatch):
+    folder, arrays, _ = toy
+    # A working mirror: if the loader downloaded instead of failing, this test would notice.
+    mirror = tmp_path / "mirror"
+    write_idx_set(mirror, arrays)
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", [mirror.as_uri()])
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+
+    message = error_of(load_dataset, "mnist", folder)
+    assert str(folder) in message and "lacks t10k-labels-idx1-ubyte" in message
+    assert "train-images-idx3-ubyte," not in message.split("lacks")[1].split(";")[0]  # only the missing one
+    assert not (tmp_path / "cache").exists()
+
+
+def test_data_dir_that_does_not_exist(tmp_path):
+    message = error_of(load_dataset, "mnist", tmp_path / "absent")
+    assert str(tmp_path / "absent") in message and "does not exist" in message
+
+
+def test_data_dir_pointing_at_the_root_suggests_the_subfolder(tmp_path, monkeypatch):
+    checksums = write_idx_set(tmp_path / "root" / "mnist", toy_arrays())
+    monkeypatch.setattr(datasets, "MNIST_SHA256", checksums)
+    message = error_of(load_dataset, "mnist", tmp_path / "root")
+    assert f"{tmp_path / 'root' / 'mnist'} holds them" in message
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_truncated_idx(tmp_path, gz):
+    arrays = toy_arrays()
+    checksums = write_idx_set(tmp_path / "d", arrays, gz=False)
+    path = tmp_path / "d" / "train-images-idx3-ubyte"
+    data = path.read_bytes()
+    path.unlink()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(data[:30]))
+    else:
+        path.write_bytes(data[:30])
+    message = error_of(datasets._load_idx_dataset, "toy", checksums, [], tmp_path / "d")
+    assert message.startswith(f"{path}: truncated IDX file")
+    assert f"header says {16 + 5 * H * W} bytes, found 30" in message
+
+
+def test_idx_with_trailing_bytes(tmp_path):
+    checksums = write_idx_set(tmp_path / "d", toy_arrays(), gz=False)
+    path = tmp_path / "d" / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes() + b"\0\0")
+    message = error_of(datasets._load_idx_dataset, "toy", checksums, [], tmp_path / "d")
+    assert message.startswith(f"{path}: IDX file has 2 bytes beyond")
+
+
+def test_wrong_magic(tmp_path):
+    arrays = toy_arrays()
+    checksums = write_idx_set(tmp_path / "d", arrays, gz=False)
+    # A labels file where the images should be: a valid IDX file of the wrong kind.
+    path = tmp_path / "d" / "train-images-idx3-ubyte"
+    path.write_bytes(idx_bytes(arrays["train-labels-idx1-ubyte"]))
+    message = error_of(datasets._load_idx_dataset, "toy", checksums, [], tmp_path / "d")
+    assert message.startswith(f"{path}: ")
+    assert "magic number 0x00000801, expected 0x00000803" in message
+
+
+@pytest.mark.parametrize("damage", ["cut", "not-gzip"])
+def test_corrupt_gzip(tmp_path, damage):
+    checksums = write_idx_set(tmp_path / "d", toy_arrays(), gz=True)
+    path = tmp_path / "d" / "train-labels-idx1-ubyte.gz"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2] if damage == "cut" else b"this is not gzip")
+    message = error_of(datasets._load_idx_dataset, "toy", checksums, [], tmp_path / "d")
+    assert message.startswith(f"{path}: corrupt gzip file")
+
+
+def test_checksum_mismatch(tmp_path):
+    arrays = toy_arrays()
+    checksums = write_idx_set(tmp_path / "d", arrays, gz=True)
+    arrays["t10k-images-idx3-ubyte"][0, 0, 0] ^= 1  # one bit in one pixel
+    write_idx_set(tmp_path / "d", arrays, gz=True)
+    path = tmp_path / "d" / "t10k-images-idx3-ubyte.gz"
+    actual = hashlib.sha256(idx_bytes(arrays["t10k-images-idx3-ubyte"])).hexdigest()
+    message = error_of(datasets._load_idx_dataset, "toy", checksums, [], tmp_path / "d")
+    assert message.startswith(f"{path}: SHA-256 mismatch")
+    assert checksums["t10k-images-idx3-ubyte"][:16] in message and actual[:16] in message
+
+
+def test_images_and_labels_disagree_in_count(tmp_path):
+    arrays = toy_arrays()
+    arrays["train-labels-idx1-ubyte"] = arrays["train-labels-idx1-ubyte"][:4]
+    checksums = write_idx_set(tmp_path / "d", arrays)
+    message = error_of(datasets._load_idx_dataset, "toy", checksums, [], tmp_path / "d")
+    assert "holds 5 images" in message and "holds 4 labels" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# Download into the cache
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cache_dir_resolution(tmp_path, monkeypatch):
+    assert cache_dir() == tmp_path / "cache"
+    monkeypatch.delenv("VAEKIT_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "vaekit"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "vaekit"
+
+
+def test_download_into_cache(tmp_path, monkeypatch):
+    arrays = toy_arrays()
+    mirror = tmp_path / "mirror"
+    checksums = write_idx_set(mirror, arrays, gz=True)
+    monkeypatch.setattr(datasets, "MNIST_SHA256", checksums)
+    # The first mirror fails; the loader must go on to the second.
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", [(tmp_path / "nowhere").as_uri(), mirror.as_uri() + "/"])
+
+    ds = load_dataset("mnist")
+    assert_matches(ds, arrays)
+    cached = tmp_path / "cache" / "mnist"
+    assert sorted(p.name for p in cached.iterdir()) == sorted(f"{f}.gz" for f in IDX_FILES)
+    for f in IDX_FILES:
+        assert hashlib.sha256(gzip.decompress((cached / f"{f}.gz").read_bytes())).hexdigest() == checksums[f]
+
+    # Second time the cache serves it: no mirror needed.
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", [])
+    assert_matches(load_dataset("mnist"), arrays)
+
+
+def test_download_fetches_only_missing_files(tmp_path, monkeypatch):
+    arrays = toy_arrays()
+    mirror = tmp_path / "mirror"
+    checksums = write_idx_set(mirror, arrays, gz=True)
+    write_idx_set(tmp_path / "cache" / "mnist", {"train-images-idx3-ubyte": arrays["train-images-idx3-ubyte"]}, gz=False)
+    monkeypatch.setattr(datasets, "MNIST_SHA256", checksums)
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", [mirror.as_uri()])
+    assert_matches(load_dataset("mnist"), arrays)
+    names = {p.name for p in (tmp_path / "cache" / "mnist").iterdir()}
+    assert "train-images-idx3-ubyte" in names and "train-images-idx3-ubyte.gz" not in names
+
+
+def test_offline_says_where_to_put_the_files_and_leaves_nothing(tmp_path, toy):
+    message = error_of(load_dataset, "mnist")
+    cached = tmp_path / "cache" / "mnist"
+    assert message.startswith("mnist: could not download train-images-idx3-ubyte.gz (offline?")
+    assert f"in {cached}," in message and "--data-dir DIR" in message and "VAEKIT_DATA=ROOT" in message
+    for f in IDX_FILES:
+        assert f in message
+    assert list(cached.iterdir()) == []
+
+
+def test_corrupt_download_is_rejected_and_removed(tmp_path, monkeypatch):
+    arrays, damaged = toy_arrays(), toy_arrays()
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    checksums = write_idx_set(good, arrays)
+    damaged["train-images-idx3-ubyte"][0, 0, 0] ^= 1
+    write_idx_set(bad, damaged)
+    monkeypatch.setattr(datasets, "MNIST_SHA256", checksums)
+    cached = tmp_path / "cache" / "mnist"
+
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", [bad.as_uri()])
+    message = error_of(load_dataset, "mnist")
+    assert "could not download train-images-idx3-ubyte.gz" in message and "SHA-256 mismatch" in message
+    assert list(cached.iterdir()) == []
+
+    # A bad mirror followed by a good one: the good copy wins.
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", [bad.as_uri(), good.as_uri()])
+    assert_matches(load_dataset("mnist"), arrays)
+    assert all(not p.name.startswith(".") for p in cached.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# VAEKIT_DATA
+# ---------------------------------------------------------------------------------------------
+
+
+def test_vaekit_data_root(tmp_path, monkeypatch):
+    arrays = toy_arrays()
+    checksums = write_idx_set(tmp_path / "data" / "mnist", arrays, gz="mixed")
+    monkeypatch.setattr(datasets, "MNIST_SHA256", checksums)
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "data"))
+    assert_matches(load_dataset("mnist"), arrays)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_vaekit_data_without_the_files_fails_without_download(tmp_path, monkeypatch):
+    arrays = toy_arrays()
+    mirror = tmp_path / "mirror"
+    monkeypatch.setattr(datasets, "MNIST_SHA256", write_idx_set(mirror, arrays))
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", [mirror.as_uri()])
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "data"))
+    message = error_of(load_dataset, "mnist")
+    assert message.startswith(f"mnist: VAEKIT_DATA={tmp_path / 'data'} but {tmp_path / 'data' / 'mnist'} does not exist")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_data_dir_wins_over_vaekit_data(toy, tmp_path, monkeypatch):
+    folder, arrays, _ = toy
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "elsewhere"))
+    assert_matches(load_dataset("mnist", data_dir=folder), arrays)
+
+
+# ---------------------------------------------------------------------------------------------
+# load_array
+# ---------------------------------------------------------------------------------------------
+
+
+def test_load_array_vectors(tmp_path):
+    arr = np.random.default_rng(0).random((6, 5))
+    np.save(tmp_path / "x.npy", arr)
+    x = load_array(tmp_path / "x.npy", expected_shape=(5,))
+    assert x.dtype == torch.float32 and x.shape == (6, 5)
+    np.testing.assert_array_equal(x.numpy(), arr.astype(np.float32))
+
+
+def test_load_array_grey_images_get_a_channel(tmp_path):
+    arr = np.arange(2 * 8 * 8, dtype=np.uint8).reshape(2, 8, 8)
+    np.save(tmp_path / "x.npy", arr)
+    x = load_array(str(tmp_path / "x.npy"), expected_shape=(1, 8, 8))
+    assert x.shape == (2, 1, 8, 8)
+    np.testing.assert_array_equal(x[:, 0].numpy(), arr.astype(np.float32))
+
+
+def test_load_array_channels_and_bools(tmp_path):
+    np.save(tmp_path / "c.npy", np.ones((2, 3, 4, 4), dtype=np.float16))
+    assert load_array(tmp_path / "c.npy").shape == (2, 3, 4, 4)
+    np.save(tmp_path / "b.npy", np.array([[True, False]]))
+    assert load_array(tmp_path / "b.npy").tolist() == [[1.0, 0.0]]
+
+
+def _nan_array():
+    a = np.zeros((3, 4))
+    a[1, 2] = np.nan
+    a[2, 0] = np.inf
+    return a
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (None, "no such file"),
+        (b"", "empty file"),
+        (b"a,b\n1,2\n", "not a .npy file"),
+        ("npz", ".npz archive"),
+        ("truncated", "corrupt .npy file"),
+        (np.array([[1, "a"]], dtype=object), "holds Python objects (dtype object)"),
+        (np.array([["a", "b"]]), "dtype <U1 is not numeric"),
+        (np.ones((2, 2), dtype=complex), "dtype complex128 is not numeric"),
+        (_nan_array(), "2 values are NaN or infinite as float32 (first at index (1, 2))"),
+        (np.array([[1e300]]), "1 value is NaN or infinite as float32 (first at index (0, 0))"),
+        (np.arange(5.0), "array has shape (5,); expected N x D, N x H x W or N x C x H x W"),
+        (np.zeros((1, 1, 1, 1, 1)), "array has shape (1, 1, 1, 1, 1)"),
+        (np.zeros((0, 64)), "holds no examples"),
+        (np.zeros((3, 9, 9)), "examples have shape (1, 9, 9) but the model was trained on (1, 8, 8)"),
+        (np.zeros((3, 64)), "examples have shape (64,) but the model was trained on (1, 8, 8); reshape it to (3, 1, 8, 8)"),
+    ],
+)
+def test_load_array_refusals(tmp_path, content, expected):
+    path = tmp_path / "user.npy"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, np.ndarray):
+        np.save(path, content, allow_pickle=content.dtype == object)
+    elif content == "npz":
+        np.savez(path.with_suffix(""), a=np.zeros((2, 2)))
+        path.with_suffix(".npz").rename(path)
+    elif content == "truncated":
+        np.save(path, np.zeros((10, 10)))
+        path.write_bytes(path.read_bytes()[:200])
+    message = error_of(load_array, path, expected_shape=(1, 8, 8))
+    assert message.startswith(f"{path}: ")
+    assert expected in message
+
+
+def test_load_array_directory(tmp_path):
+    assert "is a directory" in error_of(load_array, tmp_path)
+
+
+def test_load_array_never_unpickles(tmp_path, monkeypatch):
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    import pickle
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("load_array unpickled the file")
+
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    assert "dtype object" in error_of(load_array, tmp_path / "o.npy")
+
+
+# ---------------------------------------------------------------------------------------------
+# binarize
+# ---------------------------------------------------------------------------------------------
+
+
+def test_binarize_draws_bernoulli_with_the_given_probabilities():
+    p = torch.tensor([0.0, 0.25, 0.5, 1.0]).repeat(20000, 1)
+    a = binarize(p, generator=torch.Generator().manual_seed(0))
+    b = binarize(p, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    assert a[:, 0].sum() == 0 and a[:, 3].all()
+    # Mean of 20000 draws: standard error <= 0.0036, so 0.015 is over 4 standard errors.
+    torch.testing.assert_close(a.mean(0), p[0], atol=0.015, rtol=0)
