@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .config import BINARIZE_MODES, ModelConfig, TrainConfig
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p, _TRAIN_DEFAULTS.data)
     p.add_argument("--run-dir", metavar="DIR", help="where to write the run (default: runs/DATA-DATE-TIME); must not hold a run")
     p.add_argument("--epochs", type=_positive_int, default=_TRAIN_DEFAULTS.epochs, help="passes over the training set (default: %(default)s)")
+    p.add_argument("--model", default=_MODEL_DEFAULTS.model, choices=["vae", "ae", "pca"],
+                   help="vae; or a baseline at the same latent size: ae (the same networks, no sampling, no KL) "
+                   "or pca (closed form, read as probabilistic PCA) (default: %(default)s)")
     p.add_argument("--latent-dim", type=_positive_int, default=_MODEL_DEFAULTS.latent_dim, help="size of z (default: %(default)s)")
     p.add_argument("--likelihood", default=_MODEL_DEFAULTS.likelihood, choices=sorted(LIKELIHOODS),
                    help="p(x|z): bernoulli (cross-entropy), continuous-bernoulli, gaussian (fixed variance "
@@ -151,7 +155,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from .train import train
 
     run_dir = args.run_dir or f"runs/{args.data.replace('/', '_')}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    model_config = ModelConfig(latent_dim=args.latent_dim, arch=args.arch, hidden=tuple(args.hidden),
+    model_config = ModelConfig(model=args.model, latent_dim=args.latent_dim, arch=args.arch, hidden=tuple(args.hidden),
                                conv_channels=tuple(args.conv_channels), likelihood=args.likelihood,
                                gaussian_variance=args.gaussian_variance)
     train_config = TrainConfig(data=args.data, data_dir=args.data_dir, binarize=args.binarize, epochs=args.epochs,
@@ -160,12 +164,31 @@ def _cmd_train(args: argparse.Namespace) -> None:
     _, summary = train(model_config, train_config, run_dir)
     print(f"run directory: {run_dir}")
     print(_describe(summary))
+    figures = [str(f) for f in (Path(run_dir) / "reconstructions.png", Path(run_dir) / "samples.png") if f.exists()]
+    if figures:  # data that are not images have none
+        print(f"figures: {', '.join(figures)}")
 
 
 def _describe(m: dict) -> str:
-    return (f"{m.get('split', 'test')} ELBO {m['elbo']:.2f} nats per example "
-            f"(reconstruction {m['reconstruction']:.2f}, KL {m['kl']:.2f}); "
-            f"{m['bits_per_dim']:.4f} bits per dimension; {m['n_examples']} examples")
+    """One human line of the figures in ``m`` (whichever a model and the options gave)."""
+    split = m.get("split", "test")
+    if "elbo" in m:
+        parts = [f"{split} ELBO {m['elbo']:.2f} nats per example (reconstruction {m['reconstruction']:.2f}, KL {m['kl']:.2f})"]
+    elif "log_likelihood" in m and "n_importance" not in m:
+        parts = [f"{split} log-likelihood {m['log_likelihood']:.2f} nats per example (exact)"]
+    else:
+        parts = [f"{split} log p(x|z=E_q[z]) {m['reconstruction']:.2f} nats per example (an autoencoder: no bound on log p(x))"]
+    if "n_importance" in m:
+        parts.append(f"log p(x) ~ {m['log_likelihood']:.2f} with K={m['n_importance']} importance samples, "
+                     f"gap {m['gap']:.2f} (KL(q||p(z|x)) estimate)")
+    if "bits_per_dim" in m:
+        parts.append(f"{m['bits_per_dim']:.4f} bits per dimension")
+    parts.append(f"squared reconstruction error {m['reconstruction_error']:.3f}")
+    for key, label in (("active_units", "active units"), ("probe_accuracy", "linear-probe accuracy")):
+        if m.get(key) is not None:
+            parts.append(f"{label} {m[key]:.4g}")
+    parts.append(f"{m['n_examples']} examples")
+    return "; ".join(parts)
 
 
 def _load(args: argparse.Namespace):
@@ -180,7 +203,7 @@ def _data(args: argparse.Namespace, run, split: str = "test"):
 
     x = load_split(run.train_config, split, data=args.data, data_dir=args.data_dir,
                    data_shape=run.model_config.data_shape)
-    run.model.likelihood.check_data(x, args.data or f"dataset {run.train_config.data!r}")
+    run.model.check_data(x, args.data or f"dataset {run.train_config.data!r}")
     return x
 
 
@@ -200,7 +223,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
 
     check_output_path(args.output)
     run = _load(args)
-    gen = torch.Generator(device=next(run.model.parameters()).device).manual_seed(args.seed)
+    gen = torch.Generator(device=run.model.device).manual_seed(args.seed)
     save_tensor(run.model.sample(args.n, generator=gen), args.output, title="means of p(x|z), z ~ N(0, I)")
     print(args.output)
 
@@ -212,7 +235,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
 
     out = check_output_path(args.output)
     run = _load(args)
-    device = next(run.model.parameters()).device
+    device = run.model.device
     x = _data(args, run)[: args.n].to(device)
     recon = run.model.reconstruct(x)
     if out.suffix.lower() == ".npy":
@@ -240,7 +263,7 @@ def _cmd_interpolate(args: argparse.Namespace) -> None:
 
     check_output_path(args.output)
     run = _load(args)
-    device = next(run.model.parameters()).device
+    device = run.model.device
     args.data = args.data_dir = None
     x = _data(args, run)[: 2 * args.pairs].to(device)
     rows = [run.model.interpolate(x[i], x[i + 1], args.steps) for i in range(0, len(x) - 1, 2)]

@@ -16,6 +16,7 @@ class ModelConfig:
     """What is needed to rebuild a model: the networks, the latent size and the likelihood."""
 
     data_shape: tuple[int, ...] = ()  # per-example shape; () means "take it from the data"
+    model: str = "vae"  # vae | ae | pca (see vaekit.model.MODELS)
     latent_dim: int = 20
     arch: str = "mlp"  # mlp | conv | linear (see vaekit.networks.ARCHS)
     hidden: tuple[int, ...] = (400,)

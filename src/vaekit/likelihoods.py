@@ -56,7 +56,7 @@ class Likelihood(nn.Module):
         raise NotImplementedError
 
     def _independent(self, dist: Distribution) -> Independent:
-        return Independent(dist, len(self.data_shape))
+        return Independent(dist, len(self.data_shape), validate_args=False)
 
     def check_data(self, x: Tensor, what: str) -> None:
         """Refuse data that this likelihood gives no density to (one clear line)."""
@@ -109,7 +109,8 @@ class GaussianLikelihood(Likelihood):
         super().__init__(data_shape)
         if not gaussian_variance > 0:
             raise VaekitError(f"gaussian_variance must be positive, got {gaussian_variance}")
-        self.register_buffer("scale", torch.tensor(math.sqrt(gaussian_variance)), persistent=False)
+        # float64 so that c is exact whatever the model's dtype; cast where used
+        self.register_buffer("scale", torch.tensor(math.sqrt(gaussian_variance), dtype=torch.float64), persistent=False)
 
     def forward(self, out: Tensor) -> Distribution:
         return self._independent(Normal(out, self.scale.to(out.dtype).expand_as(out), validate_args=False))

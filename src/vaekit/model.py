@@ -10,7 +10,7 @@ Inference model: ``q(z|x) = N(loc(x), diag scale(x)^2)``.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,73 @@ from .likelihoods import make_likelihood
 from .networks import build_networks
 
 
+MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {}
+
+
+def register_model(name: str):
+    """Class decorator adding a model to ``MODELS`` (``ModelConfig.model`` names it)."""
+
+    def wrap(cls):
+        MODELS[name] = cls
+        return cls
+
+    return wrap
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The model that ``config.model`` names, built from ``config``."""
+    from . import baselines  # noqa: F401  (registers ae and pca)
+
+    if config.model not in MODELS:
+        from .errors import VaekitError
+
+        raise VaekitError(f"unknown model {config.model!r}; choose one of: {', '.join(sorted(MODELS))}")
+    return MODELS[config.model](config)
+
+
+class LatentVariableModel(nn.Module):
+    """What every model offers once trained, written once in terms of ``prior``, ``encode``
+    and ``decode``: generation, reconstruction and interpolation."""
+
+    config: ModelConfig
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.buffers()).device
+
+    def check_data(self, x: Tensor, what: str) -> None:
+        """Refuse data the model's likelihood gives no density to, in one line naming ``what``."""
+        likelihood = getattr(self, "likelihood", None)
+        if likelihood is not None:
+            likelihood.check_data(x, what)
+
+    @torch.inference_mode()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Means of ``p(x|z)`` for ``n`` draws ``z ~ p(z)``: generation from the prior."""
+        pz = self.prior()
+        eps = torch.randn(n, self.latent_dim, generator=generator, device=self.device, dtype=pz.mean.dtype)
+        return self.decode(pz.mean + pz.stddev * eps).mean
+
+    @torch.inference_mode()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Means of ``p(x|z)`` at ``z = E_q[z]``."""
+        return self.decode(self.encode(x).mean).mean
+
+    @torch.inference_mode()
+    def interpolate(self, x0: Tensor, x1: Tensor, steps: int = 8) -> Tensor:
+        """Decoded means along the straight line between the latent means of ``x0`` and ``x1``.
+
+        Returns ``(steps, *data_shape)``; a continuous latent space makes it a smooth path.
+        """
+        z = self.encode(torch.stack([x0, x1])).mean  # (2, L)
+        t = torch.linspace(0, 1, steps, device=z.device, dtype=z.dtype).unsqueeze(1)
+        return self.decode((1 - t) * z[0] + t * z[1]).mean
+
+
 class ELBO(NamedTuple):
     """Per-example terms, in nats, each shape ``(B,)``: ``elbo = reconstruction - kl``."""
 
@@ -30,7 +97,8 @@ class ELBO(NamedTuple):
     kl: Tensor  # KL(q(z|x) || p(z)), closed form
 
 
-class VAE(nn.Module):
+@register_model("vae")
+class VAE(LatentVariableModel):
     """A variational autoencoder (Kingma and Welling, 2013, https://arxiv.org/abs/1312.6114).
 
     Parameters
@@ -58,10 +126,6 @@ class VAE(nn.Module):
         # a buffer so that the prior follows the model's device and dtype
         self.register_buffer("_zero", torch.zeros(()), persistent=False)
 
-    @property
-    def latent_dim(self) -> int:
-        return self.config.latent_dim
-
     # -- the three distributions -------------------------------------------------------------
     def prior(self) -> Independent:
         """``pz = N(0, I)``."""
@@ -88,29 +152,10 @@ class VAE(nn.Module):
         kl = kl_diag_normal_standard(qz.base_dist.loc, qz.base_dist.scale)
         return ELBO(reconstruction - kl, reconstruction, kl)
 
+    def objective(self, x: Tensor) -> ELBO:
+        """What training maximizes, per example: the ELBO (first field) and its parts."""
+        return self.elbo(x)
+
     def loss(self, x: Tensor) -> Tensor:
         """``-mean ELBO`` over the batch: what training minimizes."""
         return -self.elbo(x).elbo.mean()
-
-    # -- using a trained model ---------------------------------------------------------------
-    @torch.inference_mode()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Means of ``p(x|z)`` for ``n`` draws ``z ~ p(z)``: generation from the prior."""
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self._zero.device)
-        return self.decode(z).mean
-
-    @torch.inference_mode()
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """Means of ``p(x|z)`` at ``z = E_q[z]``."""
-        return self.decode(self.encode(x).mean).mean
-
-    @torch.inference_mode()
-    def interpolate(self, x0: Tensor, x1: Tensor, steps: int = 8) -> Tensor:
-        """Decoded means along the straight line between the latent means of ``x0`` and ``x1``.
-
-        Returns ``(steps, *data_shape)``; continuity of the latent space makes it a smooth path.
-        """
-        z0 = self.encode(x0.unsqueeze(0)).mean[0]
-        z1 = self.encode(x1.unsqueeze(0)).mean[0]
-        t = torch.linspace(0, 1, steps, device=z0.device).unsqueeze(1)
-        return self.decode((1 - t) * z0 + t * z1).mean

@@ -59,7 +59,7 @@ def save_run_figures(model, test: Tensor, run_dir: Path, *, seed: int = 0, n: in
     """``reconstructions.png`` (originals above, reconstructions below) and ``samples.png``."""
     if not is_image_shape(tuple(test.shape[1:])):
         return  # tables and flat vectors have no picture
-    device = next(model.parameters()).device
+    device = model.device
     x = test[: n // 2].to(device)
     recon = model.reconstruct(x)
     cols = int(math.ceil(math.sqrt(n)))

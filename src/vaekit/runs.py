@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .errors import VaekitError
@@ -66,12 +66,10 @@ def write_json(path: Path, obj: Any) -> None:
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     """The model's state as safetensors, written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # Through atomic_write_bytes, not save_file: save_file creates its file with mode 0600,
+    # which would leave the weights unreadable to whoever can read the rest of the run.
+    atomic_write_bytes(path, save(state))
 
 
 def prepare_run_dir(path: str | os.PathLike) -> Path:
@@ -99,16 +97,24 @@ def write_config(run_dir: Path, model_config: ModelConfig, train_config: TrainCo
 
 
 class MetricsWriter:
-    """Appends one CSV row per epoch, flushed at once so a killed run keeps its history."""
+    """Appends one CSV row per epoch, flushed at once so a killed run keeps its history.
 
-    def __init__(self, path: Path, fields: list[str]):
-        self.path, self.fields = path, fields
-        with open(path, "w", newline="") as f:
-            csv.writer(f).writerow(fields)
+    The header is the first row's keys, so models with other objective terms log their own.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fields: list[str] | None = None
 
     def write(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(k, "")) for k in self.fields])
+        new = self.fields is None
+        if new:
+            self.fields = list(row)
+        with open(self.path, "w" if new else "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(self.fields)
+            w.writerow([_fmt(row.get(k, "")) for k in self.fields])
 
 
 def _fmt(v: Any) -> Any:
@@ -140,7 +146,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
         When the directory, its config or its weights are missing or unreadable, or the weights
         belong to another model.
     """
-    from .model import VAE
+    from .model import build_model
 
     run_dir = Path(path)
     if not run_dir.is_dir():
@@ -152,11 +158,16 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
         info = json.loads(cfg_path.read_text())
         model_config = from_dict(ModelConfig, info["model"])
         train_config = from_dict(TrainConfig, info.get("train", {}))
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise VaekitError(f"{cfg_path}: unreadable run config ({e})") from None
+    # ValueError covers bad JSON, bad UTF-8 and a non-number where a number belongs;
+    # AttributeError a section that is not an object.
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise VaekitError(f"{cfg_path}: unreadable run config ({type(e).__name__}: {e})") from None
     if not weights_path.exists():
         raise VaekitError(f"{run_dir}: has no weights ({WEIGHTS}); was training interrupted before the first epoch ended?")
-    model = VAE(model_config)
+    try:
+        model = build_model(model_config)
+    except VaekitError as e:  # e.g. an unknown likelihood: say which file asked for it
+        raise VaekitError(f"{cfg_path}: {e}") from None
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -22,16 +23,11 @@ from .config import BINARIZE_MODES, ModelConfig, TrainConfig
 from .datasets import binarize, load_dataset
 from .errors import VaekitError
 from .evaluate import evaluate
-from .model import VAE
+from .model import build_model
 from . import runs
 
 # Fixed seed of the one-off binarization of held-out data: the same test set for every run.
 HELDOUT_BINARIZE_SEED = 0
-
-METRIC_FIELDS = [
-    "epoch", "step", "train_elbo", "train_reconstruction", "train_kl",
-    "val_elbo", "val_reconstruction", "val_kl", "lr", "seconds",
-]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -77,6 +73,8 @@ def prepare_data(cfg: TrainConfig) -> Splits:
     gen = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(len(ds.train), generator=gen)
     n_val = int(round(cfg.val_fraction * len(ds.train)))
+    if n_val >= len(ds.train):
+        raise VaekitError(f"--val-fraction {cfg.val_fraction}: leaves no training examples of {len(ds.train)}")
     train, val = ds.train[perm[n_val:]], (ds.train[perm[:n_val]] if n_val else None)
     test = ds.test
     if cfg.binarize != "none":
@@ -113,13 +111,14 @@ def fit(
     callback: Callable[[dict[str, Any], torch.nn.Module], None] | None = None,
     progress: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """Maximize the ELBO of ``model`` on ``train`` with Adam.
+    """Maximize the objective of ``model`` (for a VAE, the ELBO) on ``train`` with Adam.
 
-    A generic loop: it needs ``model.loss(x) -> scalar`` and ``model.elbo(x)``, nothing more.
+    A generic loop: it needs ``model.objective(x)``, a NamedTuple of per-example terms whose
+    first field is maximized (the ELBO for a VAE); every field is logged.
 
     Parameters
     ----------
-    model : VAE (or any module with ``loss`` and ``elbo``)
+    model : VAE, or any module with ``objective``
     train : Tensor, shape (N, *data_shape); grey levels when ``config.binarize == 'dynamic'``
     val : Tensor, optional; its ELBO is computed every epoch
     config : TrainConfig; epochs, batch_size, lr, seed, binarize and device are used
@@ -147,33 +146,32 @@ def fit(
     for epoch in bar:
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen).to(device)
-        sums = torch.zeros(3, dtype=torch.float64, device=device)
+        sums = None
         for b in range(n_batches):
             x = train[perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
             if dynamic:  # a fresh Bernoulli draw of every pixel, every epoch
                 x = binarize(x, gen if device.type == "cpu" else None)
-            terms = model.elbo(x)
-            loss = -terms.elbo.mean()
+            terms = model.objective(x)  # per-example terms; the first is maximized
+            loss = -terms[0].mean()
+            if not torch.isfinite(loss):
+                raise VaekitError(f"training diverged at epoch {epoch}, step {step + 1}: the loss is {float(loss.detach())}; try a lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
-            with torch.no_grad():
-                sums += torch.stack([t.detach().sum(dtype=torch.float64) for t in terms])
-        train_elbo, train_rec, train_kl = (sums / n).tolist()
-        row: dict[str, Any] = {
-            "epoch": epoch, "step": step,
-            "train_elbo": train_elbo, "train_reconstruction": train_rec, "train_kl": train_kl,
-            "lr": optimizer.param_groups[0]["lr"],
-        }
+            with torch.no_grad():  # summed on the device: no synchronization per step
+                batch_sums = torch.stack([t.detach().sum(dtype=torch.float64) for t in terms])
+                sums = batch_sums if sums is None else sums + batch_sums
+        means = dict(zip(terms._fields, (sums / n).tolist()))
+        row: dict[str, Any] = {"epoch": epoch, "step": step, **{f"train_{k}": v for k, v in means.items()}}
         if val is not None:
             v = evaluate(model, val, seed=cfg.seed)
-            row.update(val_elbo=v["elbo"], val_reconstruction=v["reconstruction"], val_kl=v["kl"])
+            row.update({f"val_{k}": v[k] for k in terms._fields})
+        row["lr"] = optimizer.param_groups[0]["lr"]
         row["seconds"] = time.perf_counter() - t0
-        if not math.isfinite(train_elbo):
-            raise VaekitError(f"training diverged at epoch {epoch}: the ELBO is {train_elbo}; try a lower --lr")
+        first = terms._fields[0]
         rows.append(row)
-        bar.set_postfix(elbo=f"{train_elbo:.2f}", val=f"{row.get('val_elbo', float('nan')):.2f}")
+        bar.set_postfix({first: f"{means[first]:.2f}", "val": f"{row.get('val_' + first, float('nan')):.2f}"})
         if callback is not None:
             callback(row, model)
     return rows
@@ -186,7 +184,7 @@ def train(
     *,
     callback: Callable[[dict[str, Any], torch.nn.Module], None] | None = None,
     progress: bool | None = None,
-) -> tuple[VAE, dict[str, Any]]:
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Load the data, build the model, fit it, and write everything to ``run_dir``.
 
     Every input is checked before the run directory is created, so bad input leaves nothing
@@ -202,25 +200,40 @@ def train(
     """
     splits = prepare_data(train_config)
     model_config = dataclasses.replace(model_config, data_shape=tuple(splits.info["shape"]))
-    resolve_device(train_config.device)
+    device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)  # weight initialization
-    model = VAE(model_config)
-    model.likelihood.check_data(splits.train, f"dataset {train_config.data!r}")
+    model = build_model(model_config)
+    model.check_data(splits.train, f"dataset {train_config.data!r}")
 
+    created = run_dir is not None and not os.path.exists(run_dir)
     out = runs.prepare_run_dir(run_dir) if run_dir is not None else None
-    writer = None
-    if out is not None:
-        runs.write_config(out, model_config, train_config, splits.info)
-        writer = runs.MetricsWriter(out / runs.METRICS, METRIC_FIELDS)
+    writer = runs.MetricsWriter(out / runs.METRICS) if out is not None else None
 
     def on_epoch(row: dict[str, Any], m: torch.nn.Module) -> None:
-        if out is not None:
+        if writer is not None:
             writer.write(row)
             runs.save_weights(m, out / runs.WEIGHTS)
         if callback is not None:
             callback(row, m)
 
-    fit(model, splits.train, splits.val, train_config, callback=on_epoch, progress=progress)
+    try:
+        if out is not None:
+            runs.write_config(out, model_config, train_config, splits.info)
+        if hasattr(model, "fit_closed_form"):  # PCA: closed form, no epochs, no optimizer
+            t0 = time.perf_counter()
+            model.to(device).fit_closed_form(splits.train.to(device))
+            row: dict[str, Any] = {"epoch": 1, "step": 0}
+            if splits.val is not None:
+                v = evaluate(model, splits.val, seed=train_config.seed)
+                row.update({f"val_{k}": v[k] for k in v if k not in ("n_examples", "bits_per_dim")})
+            on_epoch({**row, "seconds": time.perf_counter() - t0}, model)
+        else:
+            fit(model, splits.train, splits.val, train_config, callback=on_epoch, progress=progress)
+    except BaseException:
+        # a run that never finished an epoch is half-written: leave nothing behind
+        if created and out is not None and not (out / runs.WEIGHTS).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     summary = {"split": "test", **evaluate(model, splits.test)}
     if out is not None:
         runs.write_json(out / runs.SUMMARY, summary)

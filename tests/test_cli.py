@@ -1,0 +1,431 @@
+"""End-to-end tests of the ``vaekit`` command on the embedded digits (8x8, 1797 images).
+
+Commands run in-process through ``vaekit.cli.main`` (fast), plus one real ``python -m vaekit``.
+Every command of ``vaekit.cli.COMMANDS`` must succeed somewhere in this file: the last test
+fails otherwise.
+
+The contract for bad input: exit status 2, nothing on stdout, exactly one line on stderr that
+names the input and the problem, no traceback, and nothing written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vaekit
+from vaekit import datasets
+from vaekit.cli import COMMANDS, main
+
+from conftest import LATENT_DIM, TINY_MODEL
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+N_TRAIN, N_TEST = 1438, 359  # the fixed digits split
+FIGURES = ("reconstructions.png", "samples.png")
+METRIC_KEYS = ("elbo", "reconstruction", "kl", "bits_per_dim")
+
+# Commands that finished with status 0 in this file; checked by the last test.
+EXERCISED: set[str] = set()
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def vaekit_cli(capsys: pytest.CaptureFixture, *argv: object) -> Result:
+    """Run ``vaekit ARGV`` in-process; argparse's exits become a status like any other."""
+    capsys.readouterr()  # drop what came before
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return Result(code, out, err)
+
+
+def ok(capsys: pytest.CaptureFixture, *argv: object) -> Result:
+    """Run a command that must succeed, quietly on stderr, and record that it was exercised."""
+    r = vaekit_cli(capsys, *argv)
+    assert r.code == 0, r.err
+    assert "Traceback" not in r.err and "error" not in r.err.lower(), r.err
+    EXERCISED.add(str(argv[0]))
+    return r
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones included), by relative path; folders as b'/'."""
+    return {str(p.relative_to(folder)): (b"/" if p.is_dir() else p.read_bytes()) for p in sorted(folder.rglob("*"))}
+
+
+def refused(capsys: pytest.CaptureFixture, watch: Path, *argv: object, says: tuple[str, ...]) -> str:
+    """Run a command that must be refused; returns its one line of stderr.
+
+    ``says``: substrings the line must hold (the input it names, the problem). Nothing under
+    ``watch`` may be created, changed or removed.
+    """
+    before = snapshot(watch)
+    r = vaekit_cli(capsys, *argv)
+    assert r.code == 2, (r.code, r.err)
+    assert "Traceback" not in r.err
+    lines = r.err.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{r.err}"
+    line = lines[0]
+    assert line.startswith("vaekit") and ": error: " in line, line
+    for s in says:
+        assert s in line, f"{s!r} not in {line!r}"
+    assert r.out == ""
+    assert snapshot(watch) == before, "a refused command wrote or changed files"
+    return line
+
+
+def load_npy(path: Path) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Work in a fresh folder (a stray default ``runs/`` lands there), away from the user's
+    data and cache, with no MNIST mirror that could be reached."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    monkeypatch.setenv("VAEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", [(tmp_path / "no-mirror").as_uri() + "/"])
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def digits_test() -> torch.Tensor:
+    return datasets.load_dataset("digits").test
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------
+
+
+def test_train_writes_run_directory(digits_run):
+    run = digits_run.path
+    for name in ("config.json", "model.safetensors", "metrics.csv", "summary.json", *FIGURES):
+        assert (run / name).is_file(), name
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+    config = json.loads((run / "config.json").read_text())
+    assert {"model", "train", "data", "versions"} <= set(config)
+    assert config["model"]["latent_dim"] == LATENT_DIM and config["model"]["hidden"] == [32]
+    assert config["model"]["data_shape"] == [1, 8, 8]
+    assert config["train"]["data"] == "digits" and config["train"]["epochs"] == digits_run.epochs
+    assert config["data"]["n_test"] == N_TEST
+    assert config["versions"]["vaekit"] == vaekit.__version__ and config["versions"]["torch"] == torch.__version__
+
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, digits_run.epochs + 1))
+    assert all(math.isfinite(float(r["train_elbo"])) and math.isfinite(float(r["val_elbo"])) for r in rows)
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(METRIC_KEYS) <= set(summary) and summary["n_examples"] == N_TEST
+    assert all(math.isfinite(summary[k]) for k in METRIC_KEYS)
+    for name in FIGURES:
+        assert (run / name).read_bytes()[:8] == PNG_MAGIC, name
+    # The weights are as readable as the rest of the run (safetensors alone would make them 0600).
+    assert (run / "model.safetensors").stat().st_mode == (run / "config.json").stat().st_mode
+
+    assert f"run directory: {run}" in digits_run.stdout
+    for name in FIGURES:
+        assert str(run / name) in digits_run.stdout
+    assert f"{summary['elbo']:.2f}" in digits_run.stdout
+    assert "Traceback" not in digits_run.stderr
+    EXERCISED.add("train")
+
+
+VARIANTS = [
+    ("--likelihood", "gaussian"),
+    ("--likelihood", "gaussian-learned"),
+    ("--likelihood", "continuous-bernoulli"),
+    ("--arch", "conv"),
+    ("--binarize", "dynamic"),
+    ("--binarize", "static"),
+]
+
+
+@pytest.mark.parametrize("option, value", VARIANTS, ids=[v for _, v in VARIANTS])
+def test_train_variant_and_evaluate_reproduces_summary(capsys, tmp_path, option, value):
+    run = tmp_path / "run"
+    extra = ("--conv-channels", "4", "8") if value == "conv" else ()
+    r = ok(capsys, "train", "--run-dir", run, "--epochs", 1, "--batch-size", 256, option, value, *TINY_MODEL, *extra)
+    assert f"run directory: {run}" in r.out
+    config = json.loads((run / "config.json").read_text())
+    section = "train" if option == "--binarize" else "model"
+    assert config[section][option.lstrip("-")] == value
+    with open(run / "metrics.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 1
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert all(math.isfinite(summary[k]) for k in METRIC_KEYS)
+    # Held-out data are binarized with a fixed seed, so evaluate sees the test set training saw.
+    result = json.loads(ok(capsys, "evaluate", run, "--json").out)
+    for k in METRIC_KEYS:
+        assert result[k] == pytest.approx(summary[k], rel=1e-9, abs=1e-12), k
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------------
+
+
+def test_evaluate_json_reproduces_training_summary(capsys, digits_run):
+    r = ok(capsys, "evaluate", digits_run.path, "--json")
+    result = json.loads(r.out)  # the whole of stdout is one JSON object
+    assert isinstance(result, dict) and set(METRIC_KEYS) <= set(result)
+    assert r.err == ""
+    # Per-example float32 terms summed in float64: elbo = reconstruction - kl up to rounding.
+    assert result["elbo"] == pytest.approx(result["reconstruction"] - result["kl"], rel=1e-6)
+    assert result["kl"] >= 0
+    assert result["bits_per_dim"] == pytest.approx(-result["elbo"] / (64 * math.log(2)), rel=1e-12)
+    summary = json.loads((digits_run.path / "summary.json").read_text())
+    for k in METRIC_KEYS:
+        assert result[k] == pytest.approx(summary[k], rel=1e-9), k
+    assert result["n_examples"] == N_TEST
+
+
+def test_evaluate_human_output(capsys, digits_run):
+    out = ok(capsys, "evaluate", digits_run.path).out
+    summary = json.loads((digits_run.path / "summary.json").read_text())
+    assert f"ELBO {summary['elbo']:.2f}" in out and "bits per dimension" in out and f"{N_TEST} examples" in out
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out)
+    assert f"{N_TRAIN + N_TEST} examples" in ok(capsys, "evaluate", digits_run.path, "--split", "all").out
+
+
+def test_load_rebuilds_the_model_evaluate_scores(digits_run, digits_test):
+    model = vaekit.load(digits_run.path)
+    assert isinstance(model, vaekit.VAE) and model.latent_dim == LATENT_DIM
+    summary = json.loads((digits_run.path / "summary.json").read_text())
+    assert vaekit.evaluate(model, digits_test)["elbo"] == pytest.approx(summary["elbo"], rel=1e-9)
+
+
+def test_python_m_vaekit_runs_without_traceback(digits_run, digits_test, tmp_path):
+    """The one real process: the entry point works and stdout holds only the JSON.
+
+    The test images go in as a user's .npy (the same figures, since this run does not
+    binarize), which spares the process importing scikit-learn: about 2 s of this file.
+    """
+    np.save(tmp_path / "test.npy", digits_test.numpy())
+    p = subprocess.run([sys.executable, "-m", "vaekit", "evaluate", str(digits_run.path), "--json", "--data", "test.npy"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    summary = json.loads((digits_run.path / "summary.json").read_text())
+    assert json.loads(p.stdout)["elbo"] == pytest.approx(summary["elbo"], rel=1e-9)
+    EXERCISED.add("evaluate")
+
+
+# ---------------------------------------------------------------------------------------------
+# sample, reconstruct, encode, interpolate
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sample_png_and_npy(capsys, digits_run, tmp_path):
+    r = ok(capsys, "sample", digits_run.path, "-n", 16, "-o", "x.png")
+    assert "x.png" in r.out and (tmp_path / "x.png").read_bytes()[:8] == PNG_MAGIC
+    ok(capsys, "sample", digits_run.path, "-n", 16, "-o", "x.npy")
+    x = load_npy(tmp_path / "x.npy")
+    assert x.shape == (16, 1, 8, 8) and np.isfinite(x).all()
+    assert x.min() >= 0 and x.max() <= 1  # Bernoulli means
+    ok(capsys, "sample", digits_run.path, "-n", 16, "-o", "again.npy")
+    ok(capsys, "sample", digits_run.path, "-n", 16, "-o", "other.npy", "--seed", 1)
+    np.testing.assert_array_equal(load_npy(tmp_path / "again.npy"), x)  # --seed fixes z
+    assert not np.allclose(load_npy(tmp_path / "other.npy"), x)
+
+
+def test_reconstruct_png_and_npy(capsys, digits_run, digits_test, tmp_path):
+    r = ok(capsys, "reconstruct", digits_run.path, "-o", "r.png")
+    assert "r.png" in r.out and (tmp_path / "r.png").read_bytes()[:8] == PNG_MAGIC
+    ok(capsys, "reconstruct", digits_run.path, "-n", 5, "-o", "r.npy")
+    recon = load_npy(tmp_path / "r.npy")
+    assert recon.shape == (5, 1, 8, 8) and recon.min() >= 0 and recon.max() <= 1
+    expected = vaekit.load(digits_run.path).reconstruct(digits_test[:5]).numpy()
+    np.testing.assert_allclose(recon, expected, atol=1e-6)
+
+
+def test_encode_splits_keep_row_order(capsys, digits_run, digits_test, tmp_path):
+    r = ok(capsys, "encode", digits_run.path, "-o", "z.npy")
+    assert "z.npy" in r.out and f"({N_TEST}, {LATENT_DIM})" in r.out
+    z = load_npy(tmp_path / "z.npy")
+    assert z.shape == (N_TEST, LATENT_DIM) and np.isfinite(z).all()
+    model = vaekit.load(digits_run.path)
+    np.testing.assert_allclose(z[:10], vaekit.encode_means(model, digits_test[:10]).numpy(), atol=1e-6)
+
+    ok(capsys, "encode", digits_run.path, "--split", "all", "-o", "z_all.npy")
+    z_all = load_npy(tmp_path / "z_all.npy")
+    assert z_all.shape == (N_TRAIN + N_TEST, LATENT_DIM)
+    np.testing.assert_allclose(z_all[N_TRAIN:], z, atol=1e-6)  # train rows, then test rows
+
+    # A user's array, in its own order (reversed here), gives the matching rows.
+    np.save(tmp_path / "mine.npy", digits_test[:10].numpy()[::-1].copy())
+    ok(capsys, "encode", digits_run.path, "--data", "mine.npy", "-o", "z_mine.npy")
+    np.testing.assert_allclose(load_npy(tmp_path / "z_mine.npy"), z[:10][::-1], atol=1e-6)
+
+
+def test_interpolate_png_and_npy(capsys, digits_run, digits_test, tmp_path):
+    r = ok(capsys, "interpolate", digits_run.path, "-o", "i.png")
+    assert "i.png" in r.out and (tmp_path / "i.png").read_bytes()[:8] == PNG_MAGIC
+    ok(capsys, "interpolate", digits_run.path, "--pairs", 2, "--steps", 5, "-o", "i.npy")
+    path = load_npy(tmp_path / "i.npy")
+    assert path.shape == (2 * 5, 1, 8, 8)
+    # The ends of each line are the reconstructions of the pair's images.
+    ends = vaekit.load(digits_run.path).reconstruct(digits_test[:4]).numpy()
+    np.testing.assert_allclose(path[[0, 4, 5, 9]], ends, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (("--data", "nosuch"), ("'nosuch'", "unknown dataset")),
+        (("--likelihood", "nosuch"), ("--likelihood", "'nosuch'", "invalid choice")),
+        (("--arch", "nosuch"), ("--arch", "'nosuch'", "invalid choice")),
+        (("--epochs", "0"), ("--epochs", "at least 1")),
+    ],
+    ids=["dataset", "likelihood", "arch", "epochs"],
+)
+def test_train_refuses_bad_option(capsys, tmp_path, argv, says):
+    refused(capsys, tmp_path, "train", "--run-dir", "run", *argv, *TINY_MODEL, says=says)
+
+
+def test_usage_errors_are_one_line(capsys, tmp_path, digits_run):
+    refused(capsys, tmp_path, says=("required", "COMMAND"))
+    refused(capsys, tmp_path, "frobnicate", says=("'frobnicate'", "invalid choice"))
+    refused(capsys, tmp_path, "sample", digits_run.path, says=("-o/--output", "required"))
+
+
+def test_train_refuses_empty_mnist_data_dir(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    refused(capsys, tmp_path, "train", "--data", "mnist", "--data-dir", "empty", "--run-dir", "run", *TINY_MODEL,
+            says=("empty", "lacks", "train-images-idx3-ubyte"))
+
+
+def test_train_refuses_corrupt_mnist_file(capsys, tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in datasets.IDX_FILES:
+        (folder / f"{name}.gz").write_bytes(b"\x1f\x8b not really gzip" * 10)
+    refused(capsys, tmp_path, "train", "--data", "mnist", "--data-dir", folder, "--run-dir", "run", *TINY_MODEL,
+            says=(str(folder / "train-images-idx3-ubyte.gz"), "corrupt gzip"))
+
+
+def _break_run(kind: str, good: Path, bad: Path) -> None:
+    """Make ``bad`` a damaged copy of the run directory ``good``."""
+    bad.mkdir()
+    if kind == "no-config":
+        (bad / "notes.txt").write_text("not a run\n")
+        return
+    weights = (good / "model.safetensors").read_bytes()
+    config = (good / "config.json").read_text()
+    (bad / "config.json").write_text(config)
+    if kind == "garbage-weights":
+        (bad / "model.safetensors").write_bytes(bytes(range(256)) * 8)
+    elif kind == "truncated-weights":
+        (bad / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    elif kind == "other-model":
+        info = json.loads(config)
+        info["model"]["hidden"] = [48]
+        (bad / "config.json").write_text(json.dumps(info))
+        (bad / "model.safetensors").write_bytes(weights)
+    elif kind == "garbage-config":
+        (bad / "config.json").write_text('{"model": ["not", "an", "object"]}')
+        (bad / "model.safetensors").write_bytes(weights)
+    else:
+        assert kind == "no-weights"
+
+
+@pytest.mark.parametrize(
+    "kind, says",
+    [
+        ("no-config", ("bad", "not a run directory", "config.json")),
+        ("no-weights", ("bad", "no weights", "model.safetensors")),
+        ("garbage-weights", ("model.safetensors", "unreadable weights")),
+        ("truncated-weights", ("model.safetensors", "unreadable weights")),
+        ("other-model", ("model.safetensors", "do not fit")),
+        ("garbage-config", ("config.json", "unreadable run config")),
+    ],
+)
+def test_evaluate_refuses_a_broken_run(capsys, tmp_path, digits_run, kind, says):
+    _break_run(kind, digits_run.path, tmp_path / "bad")
+    refused(capsys, tmp_path, "evaluate", "bad", says=says)
+
+
+def test_evaluate_refuses_a_missing_run(capsys, tmp_path):
+    refused(capsys, tmp_path, "evaluate", "nowhere", says=("nowhere", "no such run directory"))
+
+
+@pytest.mark.parametrize(
+    "array, says",
+    [
+        (np.zeros((5, 1, 9, 9), np.float32), ("bad.npy", "(1, 9, 9)", "(1, 8, 8)")),
+        (np.where(np.eye(8, dtype=bool), np.nan, 0.5).astype(np.float32).reshape(1, 1, 8, 8).repeat(5, 0),
+         ("bad.npy", "NaN")),
+        (np.linspace(0, 5, 5 * 64, dtype=np.float32).reshape(5, 1, 8, 8), ("bad.npy", "outside [0, 1]", "bernoulli")),
+    ],
+    ids=["wrong-size", "nan", "outside-support"],
+)
+@pytest.mark.parametrize("command", ["encode", "evaluate", "reconstruct"])
+def test_refuses_bad_user_array(capsys, tmp_path, digits_run, array, says, command):
+    np.save(tmp_path / "bad.npy", array)
+    output = () if command == "evaluate" else ("-o", "out.npy")
+    refused(capsys, tmp_path, command, digits_run.path, "--data", "bad.npy", *output, says=says)
+
+
+def test_train_refuses_existing_run(capsys, tmp_path, digits_run):
+    shutil.copytree(digits_run.path, tmp_path / "run")
+    refused(capsys, tmp_path, "train", "--run-dir", "run", "--epochs", 1, *TINY_MODEL,
+            says=("run", "already holds a run"))
+
+
+@pytest.mark.parametrize(
+    "command, output, says",
+    [
+        ("sample", "out.txt", ("out.txt", "unknown output type", ".txt")),
+        ("sample", "/nonexistent/dir/x.png", ("/nonexistent/dir", "does not exist")),
+        ("sample", "nonexistent/dir/x.png", ("nonexistent/dir", "does not exist")),
+        ("reconstruct", "out", ("out", "unknown output type")),
+        ("encode", "z.png", ("z.png", "unknown output type", ".npy")),
+        ("interpolate", "nonexistent/i.npy", ("nonexistent", "does not exist")),
+    ],
+)
+def test_refuses_bad_output_path(capsys, tmp_path, digits_run, command, output, says):
+    refused(capsys, tmp_path, command, digits_run.path, "-o", output, says=says)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keep last: every command must have been run end to end above.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_command_has_an_end_to_end_test(request):
+    if request.config.getoption("keyword") or request.config.getoption("markexpr"):
+        pytest.skip("only meaningful when the whole file runs")
+    missing = sorted(set(COMMANDS) - EXERCISED)
+    assert not missing, f"commands with no successful end-to-end test in {__file__}: {missing}"
