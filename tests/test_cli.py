@@ -424,6 +424,47 @@ def test_refuses_bad_output_path(capsys, tmp_path, digits_run, command, output, 
 # ---------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------
+# evaluate: log-likelihood, gap, active units, probe; the baselines through the same commands
+# ---------------------------------------------------------------------------------------------
+
+
+def test_evaluate_importance_sampling_gap_units_probe(capsys, digits_run):
+    r = json.loads(ok(capsys, "evaluate", digits_run.path, "--json", "--n-importance", 50, "--n-examples", 40).out)
+    assert r["n_examples"] == 40 and r["n_importance"] == 50
+    # log p(x) >= ELBO in expectation; with K = 50 the estimate is above the ELBO here
+    assert r["log_likelihood"] > r["elbo"]
+    assert r["gap"] == pytest.approx(r["log_likelihood"] - r["elbo"], rel=1e-12)
+    assert r["log_likelihood_bits_per_dim"] == pytest.approx(-r["log_likelihood"] / (64 * math.log(2)))
+    assert 0 <= r["active_units"] <= LATENT_DIM
+    assert 0.1 < r["probe_accuracy"] <= 1.0  # ten classes: chance is 0.1
+    again = json.loads(ok(capsys, "evaluate", digits_run.path, "--json", "--n-importance", 50, "--n-examples", 40,
+                          "--chunk-size", 7, "--no-probe").out)
+    assert again["probe_accuracy"] is None
+    assert again["log_likelihood"] == pytest.approx(r["log_likelihood"], abs=0.5)  # other chunks, other noise
+    out = ok(capsys, "evaluate", digits_run.path, "--n-importance", 20, "--n-examples", 10).out
+    assert "K=20 importance samples" in out and "gap" in out and "active units" in out
+
+
+@pytest.mark.parametrize("model", ["ae", "pca"])
+def test_baselines_train_and_evaluate_through_the_same_commands(capsys, tmp_path, model):
+    run = tmp_path / model
+    r = ok(capsys, "train", "--model", model, "--run-dir", run, "--epochs", 2, *TINY_MODEL)
+    assert f"run directory: {run}" in r.out and "squared reconstruction error" in r.out
+    summary = json.loads((run / "summary.json").read_text())
+    result = json.loads(ok(capsys, "evaluate", run, "--json").out)
+    assert result["reconstruction_error"] == pytest.approx(summary["reconstruction_error"], rel=1e-9)
+    assert "elbo" not in result  # neither baseline has a bound on log p(x)
+    if model == "pca":
+        assert "log_likelihood" in result and "bits_per_dim" in result  # exact, as probabilistic PCA
+    assert result["active_units"] <= LATENT_DIM and 0.1 < result["probe_accuracy"] <= 1
+    z = tmp_path / "z.npy"
+    ok(capsys, "encode", run, "-o", z)
+    assert load_npy(z).shape == (N_TEST, LATENT_DIM)
+    ok(capsys, "sample", run, "-n", 4, "-o", tmp_path / "s.npy")
+    refused(capsys, tmp_path, "evaluate", run, "--n-importance", 10, says=("--n-importance", model))
+
+
 def test_every_command_has_an_end_to_end_test(request):
     if request.config.getoption("keyword") or request.config.getoption("markexpr"):
         pytest.skip("only meaningful when the whole file runs")

@@ -103,12 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the training set held out for the validation ELBO (default: %(default)s)")
     _add_device(p)
 
-    p = sub.add_parser("evaluate", help="test ELBO, its parts, bits per dimension",
-                       description="The ELBO of a run's model on held-out data, in nats per example and bits per dimension.")
+    p = sub.add_parser("evaluate", help="test ELBO, its parts, log-likelihood, gap, active units, probe accuracy",
+                       description="Held-out figures of a run's model in nats per example and bits per dimension: the ELBO "
+                       "and its parts; with --n-importance the importance-weighted log-likelihood and the gap; active "
+                       "latent units; the accuracy of a linear probe on the latent means (datasets with labels).")
     p.add_argument("run", metavar="RUN", help="a run directory")
     _add_data(p, None)
     p.add_argument("--split", default="test", choices=["train", "test", "all"], help="which part of a built-in dataset (default: test)")
     p.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
+    p.add_argument("--n-importance", type=_positive_int, metavar="K",
+                   help="also estimate log p(x) by importance sampling with K samples of q(z|x) (Burda et al. 2015 "
+                   "use 5000) and report the gap log p(x) - ELBO, an estimate of KL(q(z|x) || p(z|x))")
+    p.add_argument("--chunk-size", type=_positive_int, metavar="N",
+                   help="importance samples drawn at once; bounds memory (default: chosen from the data size)")
+    p.add_argument("--n-examples", type=_positive_int, metavar="N", help="evaluate the first N examples only")
+    p.add_argument("--no-probe", action="store_true",
+                   help="skip the linear probe (logistic regression on the training set's latent means)")
     p.add_argument("--batch-size", type=_positive_int, default=1000, help="examples per batch (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: %(default)s)")
     _add_device(p)
@@ -173,15 +183,17 @@ def _describe(m: dict) -> str:
     """One human line of the figures in ``m`` (whichever a model and the options gave)."""
     split = m.get("split", "test")
     if "elbo" in m:
-        parts = [f"{split} ELBO {m['elbo']:.2f} nats per example (reconstruction {m['reconstruction']:.2f}, KL {m['kl']:.2f})"]
+        parts = [f"{split} ELBO {m['elbo']:.2f} nats per example (reconstruction {m['reconstruction']:.2f}, "
+                 f"KL {m['kl']:.2f}; {m['bits_per_dim']:.4f} bits per dimension)"]
     elif "log_likelihood" in m and "n_importance" not in m:
         parts = [f"{split} log-likelihood {m['log_likelihood']:.2f} nats per example (exact)"]
     else:
         parts = [f"{split} log p(x|z=E_q[z]) {m['reconstruction']:.2f} nats per example (an autoencoder: no bound on log p(x))"]
     if "n_importance" in m:
-        parts.append(f"log p(x) ~ {m['log_likelihood']:.2f} with K={m['n_importance']} importance samples, "
-                     f"gap {m['gap']:.2f} (KL(q||p(z|x)) estimate)")
-    if "bits_per_dim" in m:
+        parts.append(f"log p(x) ~ {m['log_likelihood']:.2f} with K={m['n_importance']} importance samples "
+                     f"({m['log_likelihood_bits_per_dim']:.4f} bits per dimension), gap {m['gap']:.2f} "
+                     "(an estimate of KL(q(z|x) || p(z|x)))")
+    if "bits_per_dim" in m and "elbo" not in m:
         parts.append(f"{m['bits_per_dim']:.4f} bits per dimension")
     parts.append(f"squared reconstruction error {m['reconstruction_error']:.3f}")
     for key, label in (("active_units", "active units"), ("probe_accuracy", "linear-probe accuracy")):
@@ -208,11 +220,11 @@ def _data(args: argparse.Namespace, run, split: str = "test"):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from .evaluate import evaluate
+    from .evaluate import evaluate_run
 
-    run = _load(args)
-    x = _data(args, run, args.split)
-    result = {"split": args.split, **evaluate(run.model, x, batch_size=args.batch_size, seed=args.seed)}
+    result = evaluate_run(_load(args), split=args.split, data=args.data, data_dir=args.data_dir,
+                          n_examples=args.n_examples, n_importance=args.n_importance, chunk_size=args.chunk_size,
+                          batch_size=args.batch_size, seed=args.seed, probe=not args.no_probe)
     print(json.dumps(result) if args.json else _describe(result))
 
 

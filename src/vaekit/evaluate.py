@@ -61,3 +61,56 @@ def evaluate(model, x: Tensor, *, batch_size: int = 1000, seed: int = 0) -> dict
     result["reconstruction_error"] = means["reconstruction_error"]
     result["n_examples"] = n
     return result
+
+
+def evaluate_run(
+    run,
+    *,
+    split: str = "test",
+    data: str | None = None,
+    data_dir: str | None = None,
+    n_examples: int | None = None,
+    n_importance: int | None = None,
+    chunk_size: int | None = None,
+    batch_size: int = 1000,
+    seed: int = 0,
+    probe: bool = True,
+) -> dict[str, Any]:
+    """Everything ``vaekit evaluate`` reports for a loaded run directory.
+
+    Beside :func:`evaluate`'s figures: with ``n_importance`` K, the importance-weighted
+    ``log_likelihood`` and the ``gap`` (log-likelihood minus ELBO, an estimate of
+    KL(q(z|x) || p(z|x)), averaged over examples); ``active_units`` (units whose
+    Cov_x(E_q[z]) exceeds 0.01, Burda et al. 2015); ``probe_accuracy``, the test accuracy of a
+    logistic regression on the training set's latent means (``None`` without labels).
+    """
+    from .embed import encode_means
+    from .estimators import active_units, log_likelihood
+    from .probe import linear_probe_accuracy
+    from .train import load_labelled_split
+
+    model, shape = run.model, run.model_config.data_shape
+    x, y = load_labelled_split(run.train_config, split, data=data, data_dir=data_dir, data_shape=shape)
+    what = data or f"dataset {run.train_config.data!r}"
+    if n_examples is not None:
+        x, y = x[:n_examples], (None if y is None else y[:n_examples])
+    model.check_data(x, what)
+    result: dict[str, Any] = {"split": split if data is None else what, **evaluate(model, x, batch_size=batch_size, seed=seed)}
+    if n_importance is not None:
+        if "elbo" not in result:
+            from .errors import VaekitError
+
+            raise VaekitError(f"--n-importance: a {run.model_config.model!r} model has no q(z|x) to sample; it applies to a vae")
+        ll = log_likelihood(model, x, n_importance, batch_size=max(1, min(batch_size, 100)), chunk_size=chunk_size,
+                            generator_seed=seed)
+        result["log_likelihood"] = float(ll.mean())
+        result["gap"] = result["log_likelihood"] - result["elbo"]
+        result["n_importance"] = n_importance
+        result["log_likelihood_bits_per_dim"] = bits_per_dim(result["log_likelihood"], math.prod(shape))
+    result["active_units"] = active_units(model, x, batch_size=batch_size)
+    result["probe_accuracy"] = None
+    if probe and y is not None and data is None:
+        x_train, y_train = load_labelled_split(run.train_config, "train", data_shape=shape)
+        z_train = encode_means(model, x_train, batch_size=batch_size)
+        result["probe_accuracy"] = linear_probe_accuracy(z_train, y_train, encode_means(model, x, batch_size=batch_size), y)
+    return result

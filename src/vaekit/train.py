@@ -253,6 +253,22 @@ def load_split(
 ) -> Tensor:
     """Data for a trained model, transformed exactly as its held-out data were.
 
+    See :func:`load_labelled_split` for the parameters; this returns the examples alone.
+    """
+    return load_labelled_split(train_config, split, data=data, data_dir=data_dir, data_shape=data_shape)[0]
+
+
+def load_labelled_split(
+    train_config: TrainConfig,
+    split: str = "test",
+    *,
+    data: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    data_shape: tuple[int, ...] | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """Examples and labels (``None`` when the data have none) for a trained model, the examples
+    transformed exactly as its held-out data were.
+
     Parameters
     ----------
     train_config : the run's training config (its dataset and binarization)
@@ -265,19 +281,22 @@ def load_split(
 
     name = data or train_config.data
     if name not in DATASETS and (name.endswith((".npy", ".npz")) or os.path.sep in name or os.path.exists(name)):
-        x = load_array(name, expected_shape=data_shape)
+        x, y = load_array(name, expected_shape=data_shape), None
     else:
         if data_dir is None and name == train_config.data:
             data_dir = train_config.data_dir
         ds = load_dataset(name, data_dir)
         if data_shape is not None and tuple(ds.shape) != tuple(data_shape):
             raise VaekitError(f"dataset {name!r}: examples have shape {tuple(ds.shape)} but the model was trained on {tuple(data_shape)}")
-        parts = {"train": [ds.train], "test": [ds.test], "all": [ds.train, ds.test]}
+        parts = {"train": [(ds.train, ds.train_labels)], "test": [(ds.test, ds.test_labels)],
+                 "all": [(ds.train, ds.train_labels), (ds.test, ds.test_labels)]}
         if split not in parts:
             raise VaekitError(f"--split {split}: choose train, test or all")
-        x = torch.cat(parts[split]) if split == "all" else parts[split][0]
+        x = torch.cat([p[0] for p in parts[split]])
+        labels = [p[1] for p in parts[split]]
+        y = None if any(t is None for t in labels) else torch.cat(labels)
     if train_config.binarize != "none":
         if float(x.min()) < 0 or float(x.max()) > 1:
             raise VaekitError(f"{name}: values outside [0, 1] cannot be binarized as the model's data were")
         x = binarize(x, torch.Generator().manual_seed(HELDOUT_BINARIZE_SEED))
-    return x
+    return x, y
