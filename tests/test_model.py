@@ -117,3 +117,21 @@ def test_encoder_scale_stays_positive_and_finite_for_extreme_inputs():
         model.encoder.logvar_head.bias.fill_(1e4)
     qz = model.encode(torch.rand(2, 1, 8, 8))
     assert torch.isfinite(qz.base_dist.scale).all() and (qz.base_dist.scale > 0).all()
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_init_from_data_starts_the_decoder_at_the_data_mean(likelihood, arch):
+    model = _model(arch=arch, likelihood=likelihood)
+    x = torch.rand(50, 1, 8, 8) * 0.8 + 0.1
+    model.init_from_data(x)
+    last = [m for m in model.decoder.net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.ConvTranspose2d))][-1]
+    with torch.no_grad():
+        last.weight.zero_()  # isolate the bias: the output no longer depends on z
+    mean = model.decode(torch.randn(3, 3)).mean
+    if arch == "mlp":  # one bias per pixel: the data mean itself
+        target = x.mean(0)
+    else:  # one bias per channel: the spatial average of the per-pixel outputs
+        out = model.likelihood.output_for_mean(x.mean(0))
+        target = model.likelihood(out.mean((1, 2), keepdim=True).expand_as(out)).mean
+    torch.testing.assert_close(mean, target.expand_as(mean), rtol=1e-5, atol=1e-5)

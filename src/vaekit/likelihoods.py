@@ -58,6 +58,10 @@ class Likelihood(nn.Module):
     def _independent(self, dist: Distribution) -> Independent:
         return Independent(dist, len(self.data_shape), validate_args=False)
 
+    def output_for_mean(self, mean: Tensor) -> Tensor:
+        """The decoder output whose ``p(x|z)`` has mean ``mean``: the identity for Gaussians."""
+        return mean
+
     def check_data(self, x: Tensor, what: str) -> None:
         """Refuse data that this likelihood gives no density to (one clear line)."""
         if self.support is None:
@@ -82,6 +86,10 @@ class BernoulliLikelihood(Likelihood):
 
     support = (0.0, 1.0)
 
+    def output_for_mean(self, mean: Tensor) -> Tensor:
+        """Logits of the mean, clamped away from 0 and 1 (all-black pixels give no -inf)."""
+        return torch.logit(mean.clamp(1e-3, 1 - 1e-3))
+
     def forward(self, out: Tensor) -> Distribution:
         # validate_args=False lets grey-level targets through, as the cross-entropy does.
         return self._independent(Bernoulli(logits=out, validate_args=False))
@@ -92,6 +100,10 @@ class ContinuousBernoulliLikelihood(Likelihood):
     """The continuous Bernoulli of Loaiza-Ganem and Cunningham (2019), a true density on [0, 1]."""
 
     support = (0.0, 1.0)
+
+    def output_for_mean(self, mean: Tensor) -> Tensor:
+        # The continuous Bernoulli's mean is not sigmoid(logit); the log-odds are a fair start.
+        return torch.logit(mean.clamp(1e-3, 1 - 1e-3))
 
     def forward(self, out: Tensor) -> Distribution:
         return self._independent(ContinuousBernoulli(logits=out, validate_args=False))

@@ -66,6 +66,15 @@ class LatentVariableModel(nn.Module):
         if likelihood is not None:
             likelihood.check_data(x, what)
 
+    @torch.no_grad()
+    def init_from_data(self, x: Tensor) -> None:
+        """Start the decoder near the data's marginal: the output bias is set so that ``p(x|z)``
+        has the mean of ``x`` per dimension when the rest of the layer outputs zero, as Burda et
+        al. (2015) initialize the output layer to the marginal log-odds. It saves the first
+        epochs the work of learning the average image."""
+        if hasattr(self, "decoder") and hasattr(self, "likelihood"):
+            self.decoder.set_output_bias(self.likelihood.output_for_mean(x.mean(0)))
+
     @torch.inference_mode()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Means of ``p(x|z)`` for ``n`` draws ``z ~ p(z)``: generation from the prior."""

@@ -61,6 +61,18 @@ class Decoder(nn.Module):
         self.latent_dim = latent_dim
         self.data_shape = tuple(data_shape)
 
+    @torch.no_grad()
+    def set_output_bias(self, out: Tensor) -> None:
+        """Make the decoder's last layer output ``out`` (shaped like the data) at zero input.
+
+        For a convolutional last layer the bias is per channel, so ``out`` is averaged over space.
+        """
+        last = [m for m in self.net.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))][-1]
+        if isinstance(last, nn.Linear):
+            last.bias.copy_(out.reshape(-1))
+        else:
+            last.bias.copy_(out.reshape(out.shape[0], -1).mean(1))
+
     def forward(self, z: Tensor) -> Tensor:
         lead = z.shape[:-1]  # e.g. (K, B) for K importance samples
         out = self.net(z.reshape(-1, self.latent_dim))
