@@ -465,6 +465,23 @@ def test_baselines_train_and_evaluate_through_the_same_commands(capsys, tmp_path
     refused(capsys, tmp_path, "evaluate", run, "--n-importance", 10, says=("--n-importance", model))
 
 
+def test_score_writes_one_score_per_example_in_order(capsys, digits_run, tmp_path):
+    out = tmp_path / "scores.csv"
+    r = ok(capsys, "score", digits_run.path, "-o", out, "--n-samples", 3)
+    assert "most unusual rows" in r.out
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["index", "score"] and len(rows) == 1 + N_TEST
+    assert [int(r[0]) for r in rows[1:]] == list(range(N_TEST))
+    npy = tmp_path / "scores.npy"
+    ok(capsys, "score", digits_run.path, "-o", npy, "--method", "iw", "--n-samples", 5)
+    iw = load_npy(npy)[:, 0]
+    elbo = np.array([float(r[1]) for r in rows[1:]])
+    assert iw.shape == (N_TEST,) and np.isfinite(iw).all()
+    # -log p(x) estimated by importance sampling sits below -ELBO on average
+    assert iw.mean() < elbo.mean()
+    refused(capsys, tmp_path, "score", digits_run.path, "-o", tmp_path / "s.txt", says=("s.txt", "unknown output type"))
+
+
 def test_every_command_has_an_end_to_end_test(request):
     if request.config.getoption("keyword") or request.config.getoption("markexpr"):
         pytest.skip("only meaningful when the whole file runs")

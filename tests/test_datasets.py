@@ -32,6 +32,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("VAEKIT_DATA", raising=False)
     monkeypatch.setenv("VAEKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(datasets, "MNIST_MIRRORS", [(tmp_path / "nowhere").as_uri() + "/"])
+    monkeypatch.setattr(datasets, "FASHION_MNIST_MIRRORS", [(tmp_path / "nowhere").as_uri() + "/"])
 
 
 def error_of(fn, *args, **kwargs) -> str:
@@ -109,12 +110,49 @@ def assert_matches(ds: Dataset, arrays: dict[str, np.ndarray]) -> None:
 
 
 def test_registry_lists_builtin_datasets():
-    assert {"digits", "mnist"} <= set(DATASETS)
+    assert {"digits", "mnist", "fashion-mnist"} <= set(DATASETS)
 
 
-def test_unknown_dataset_names_the_choices():
+def test_unknown_dataset_names_the_choices_and_the_file_kinds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     message = error_of(load_dataset, "cifar")
-    assert message == "unknown dataset 'cifar'; choose one of: digits, mnist"
+    assert message == (
+        "unknown dataset 'cifar'; choose one of: digits, fashion-mnist, mnist; "
+        "or give a path to a .npy, .npz, .csv, .tsv file or a folder of images"
+    )
+
+
+@pytest.mark.parametrize("name", ["data/x.csv", "x.npy", "x.CSV"])
+def test_a_missing_path_is_named_as_a_file(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    assert error_of(load_dataset, name) == f"{name}: no such file or folder"
+
+
+def test_load_dataset_reads_a_path_through_sources(tmp_path):
+    arr = np.random.default_rng(0).random((6, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", arr)
+    ds = load_dataset(str(tmp_path / "x.npy"))
+    assert ds.name == str(tmp_path / "x.npy") and ds.test is None and ds.kind == "array"
+    np.testing.assert_array_equal(ds.train.numpy(), arr)
+    (tmp_path / "t.csv").write_text("a,b,y\n1,2,u\n3,4,v\n")
+    ds = load_dataset(str(tmp_path / "t.csv"), label_column="y", image_size=None, grayscale=False, memmap=None)
+    assert ds.columns == ["a", "b"] and ds.classes == ["u", "v"] and ds.train_labels.tolist() == [0, 1]
+
+
+def test_load_dataset_refuses_options_that_do_not_apply(tmp_path):
+    assert error_of(load_dataset, "digits", image_size=(8, 8)) == (
+        "digits: --image-size applies to your own files, not to the built-in dataset digits"
+    )
+    np.save(tmp_path / "x.npy", np.zeros((2, 3)))
+    message = error_of(load_dataset, str(tmp_path / "x.npy"), data_dir=tmp_path)
+    assert message == f"{tmp_path / 'x.npy'}: --data-dir applies to the built-in datasets, not to a file or folder"
+    message = error_of(load_dataset, str(tmp_path / "x.npy"), label_column="y")
+    assert message == f"{tmp_path / 'x.npy'}: --label-column applies to .csv files and .tsv files"
+
+
+def test_dataset_defaults_keep_old_constructors_working():
+    ds = Dataset("ones", torch.ones(4, 2), torch.ones(1, 2))
+    assert ds.kind == "image" and ds.columns is None and ds.classes is None and ds.shape == (2,)
 
 
 def test_register_dataset_adds_a_loader(monkeypatch):
@@ -368,6 +406,80 @@ def test_corrupt_download_is_rejected_and_removed(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
+# Fashion-MNIST: the same files and lookup as MNIST, its own checksums and mirrors
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fashion_mnist_from_data_dir(tmp_path, monkeypatch):
+    arrays = toy_arrays()
+    checksums = write_idx_set(tmp_path / "f", arrays)
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SHA256", checksums)
+    ds = load_dataset("fashion-mnist", data_dir=tmp_path / "f")
+    assert_matches(ds, arrays)
+    assert ds.name == "fashion-mnist" and ds.classes[0] == "T-shirt/top" and len(ds.classes) == 10
+
+
+def test_fashion_mnist_has_its_own_checksums(tmp_path, monkeypatch):
+    # MNIST's digests accept the files; Fashion-MNIST's must still be the ones checked.
+    checksums = write_idx_set(tmp_path / "f", toy_arrays())
+    monkeypatch.setattr(datasets, "MNIST_SHA256", checksums)
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SHA256", {f: "0" * 64 for f in IDX_FILES})
+    assert "SHA-256 mismatch" in error_of(load_dataset, "fashion-mnist", tmp_path / "f")
+
+
+def test_fashion_mnist_without_digests_checks_the_structure(tmp_path, monkeypatch):
+    # TODO(checksums): while FASHION_MNIST_SHA256 holds None, shapes and labels are checked.
+    arrays = toy_arrays()
+    write_idx_set(tmp_path / "f", arrays)
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SHA256", dict.fromkeys(IDX_FILES))
+    message = error_of(load_dataset, "fashion-mnist", tmp_path / "f")
+    assert message.startswith(f"{tmp_path / 'f' / 'train-images-idx3-ubyte.gz'}: holds an array of shape (5, {H}, {W}), expected (60000, 28, 28)")
+
+    shapes = {f: a.shape for f, a in arrays.items()}
+    monkeypatch.setattr(datasets, "IDX_SHAPES", shapes)
+    assert_matches(load_dataset("fashion-mnist", data_dir=tmp_path / "f"), arrays)
+
+    arrays["t10k-labels-idx1-ubyte"][1] = 10
+    write_idx_set(tmp_path / "f", arrays)
+    message = error_of(load_dataset, "fashion-mnist", tmp_path / "f")
+    assert message.startswith(f"{tmp_path / 'f' / 't10k-labels-idx1-ubyte.gz'}: holds label 10, expected 0..9")
+
+
+def test_fashion_mnist_missing_file_says_where_to_put_them(tmp_path, monkeypatch):
+    write_idx_set(tmp_path / "f", toy_arrays())
+    (tmp_path / "f" / "train-labels-idx1-ubyte.gz").unlink()
+    message = error_of(load_dataset, "fashion-mnist", tmp_path / "f")
+    assert message.startswith(f"fashion-mnist: data directory {tmp_path / 'f'} lacks train-labels-idx1-ubyte")
+    assert "put the four fashion-mnist files" in message
+
+    # No data dir: the download fails (no network in tests) and the line says where to put them.
+    message = error_of(load_dataset, "fashion-mnist")
+    cached = tmp_path / "cache" / "fashion-mnist"
+    assert message.startswith("fashion-mnist: could not download train-images-idx3-ubyte.gz")
+    assert "put the four fashion-mnist files" in message and f"in {cached}," in message
+    assert "VAEKIT_DATA=ROOT with them in ROOT/fashion-mnist" in message
+
+
+def test_fashion_mnist_under_vaekit_data(tmp_path, monkeypatch):
+    arrays = toy_arrays()
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SHA256", write_idx_set(tmp_path / "data" / "fashion-mnist", arrays))
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "data"))
+    assert_matches(load_dataset("fashion-mnist"), arrays)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_fashion_mnist_downloads_from_its_own_mirrors(tmp_path, monkeypatch):
+    arrays = toy_arrays()
+    mirror = tmp_path / "mirror"
+    checksums = write_idx_set(mirror, arrays)
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SHA256", checksums)
+    monkeypatch.setattr(datasets, "FASHION_MNIST_MIRRORS", [mirror.as_uri()])
+    assert_matches(load_dataset("fashion-mnist"), arrays)
+    assert sorted(p.name for p in (tmp_path / "cache" / "fashion-mnist").iterdir()) == sorted(f"{f}.gz" for f in IDX_FILES)
+    assert not (tmp_path / "cache" / "mnist").exists()
+
+
+# ---------------------------------------------------------------------------------------------
 # VAEKIT_DATA
 # ---------------------------------------------------------------------------------------------
 
@@ -412,12 +524,14 @@ def test_load_array_vectors(tmp_path):
     np.testing.assert_array_equal(x.numpy(), arr.astype(np.float32))
 
 
-def test_load_array_grey_images_get_a_channel(tmp_path):
+def test_load_array_grey_images_get_a_channel_and_uint8_is_scaled(tmp_path):
+    # uint8 is read as load_file reads it (/255), so a model sees the same values at training
+    # and at evaluation.
     arr = np.arange(2 * 8 * 8, dtype=np.uint8).reshape(2, 8, 8)
     np.save(tmp_path / "x.npy", arr)
     x = load_array(str(tmp_path / "x.npy"), expected_shape=(1, 8, 8))
     assert x.shape == (2, 1, 8, 8)
-    np.testing.assert_array_equal(x[:, 0].numpy(), arr.astype(np.float32))
+    np.testing.assert_array_equal(x[:, 0].numpy(), arr.astype(np.float32) / 255)
 
 
 def test_load_array_channels_and_bools(tmp_path):

@@ -10,7 +10,7 @@ from vaekit.distributions import diag_normal
 
 def _model(**kw):
     torch.manual_seed(0)
-    return VAE(ModelConfig(**{"data_shape": (1, 8, 8), "latent_dim": 3, "hidden": (16,), **kw}))
+    return VAE(ModelConfig(**{"data_shape": (1, 8, 8), "latent_dim": 3, "hidden": (16,), "likelihood": "bernoulli", **kw}))
 
 
 def test_reparameterized_samples_have_the_right_mean_and_variance():
@@ -135,3 +135,8 @@ def test_init_from_data_starts_the_decoder_at_the_data_mean(likelihood, arch):
         out = model.likelihood.output_for_mean(x.mean(0))
         target = model.likelihood(out.mean((1, 2), keepdim=True).expand_as(out)).mean
     torch.testing.assert_close(mean, target.expand_as(mean), rtol=1e-5, atol=1e-5)
+
+
+def test_auto_likelihood_must_be_resolved_before_building():
+    with pytest.raises(VaekitError, match="likelihood 'auto' is chosen from the data"):
+        VAE(ModelConfig(data_shape=(4,)))

@@ -6,7 +6,7 @@ import torch
 
 from vaekit import ELBO, VAE, ModelConfig, TrainConfig, evaluate, fit, load, load_split, prepare_data, train
 
-SMALL = ModelConfig(latent_dim=4, hidden=(64,))
+SMALL = ModelConfig(latent_dim=4, hidden=(64,), likelihood="bernoulli")
 
 
 def _digits(**kw):

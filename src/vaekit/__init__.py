@@ -17,12 +17,13 @@ from .likelihoods import LIKELIHOODS, Likelihood, make_likelihood, register_like
 from .model import ELBO, VAE
 from .networks import ARCHS, Decoder, GaussianEncoder, build_networks, register_arch
 from .runs import Run, load, load_run
-from .train import fit, load_split, prepare_data, train
+from .data import load_labelled_split, load_split, prepare_data
+from .train import fit, train
 
 __all__ = [
     "ARCHS", "DATASETS", "Dataset", "Decoder", "ELBO", "GaussianEncoder", "LIKELIHOODS", "Likelihood",
     "ModelConfig", "Run", "TrainConfig", "VAE", "VaekitError", "bits_per_dim", "build_networks",
     "diag_normal", "encode_means", "evaluate", "fit", "kl_diag_normal_standard", "kl_gaussian", "load",
-    "load_dataset", "load_run", "load_split", "make_likelihood", "prepare_data", "register_arch",
+    "load_dataset", "load_labelled_split", "load_run", "load_split", "make_likelihood", "prepare_data", "register_arch",
     "register_dataset", "register_likelihood", "standard_normal", "train",
 ]

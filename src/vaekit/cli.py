@@ -48,9 +48,11 @@ def _add_data(p: argparse.ArgumentParser, default: str | None) -> None:
     from .datasets import DATASETS
 
     names = ", ".join(sorted(DATASETS))
-    p.add_argument("--data", default=default, metavar="NAME|FILE",
-                   help=f"a built-in dataset ({names}) or a .npy array of examples"
-                   + (f" (default: {default})" if default else " (default: the run's dataset)"))
+    p.add_argument("--data", default=default, metavar="NAME|PATH",
+                   help=f"a built-in dataset ({names}), or your data: a .npy/.npz array (N x D, N x H x W or "
+                   "N x C x H x W), a .csv/.tsv table of numbers, or a folder of PNG/JPEG images (one subfolder per "
+                   "class gives labels)" + (f" (default: {default})" if default else " (default: the run's data, "
+                   "read and transformed as in training)"))
     p.add_argument("--data-dir", metavar="DIR",
                    help="folder holding the dataset's files (default: $VAEKIT_DATA/NAME, else the cache, "
                    "downloading there if needed)")
@@ -74,16 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a VAE and write a run directory",
                        description="Train a VAE by maximizing the ELBO; write config, weights, metrics and figures to --run-dir.")
     _add_data(p, _TRAIN_DEFAULTS.data)
+    p.add_argument("--label-column", metavar="NAME",
+                   help="a table's column of labels (its header name, or its 0-based index when there is no header); "
+                   "kept out of the features, used for the linear probe")
+    p.add_argument("--image-size", type=_positive_int, nargs=2, metavar=("H", "W"),
+                   help="resize a folder's images to H x W (needed when their sizes differ)")
+    p.add_argument("--grayscale", action="store_true", help="read a folder's images as one channel")
+    p.add_argument("--memmap", action=argparse.BooleanOptionalAction, default=None,
+                   help="read a .npy lazily, a batch at a time, so it never has to fit in memory "
+                   "(default: when the file is larger than 1 GiB)")
     p.add_argument("--run-dir", metavar="DIR", help="where to write the run (default: runs/DATA-DATE-TIME); must not hold a run")
     p.add_argument("--epochs", type=_positive_int, default=_TRAIN_DEFAULTS.epochs, help="passes over the training set (default: %(default)s)")
     p.add_argument("--model", default=_MODEL_DEFAULTS.model, choices=["vae", "ae", "pca"],
                    help="vae; or a baseline at the same latent size: ae (the same networks, no sampling, no KL) "
                    "or pca (closed form, read as probabilistic PCA) (default: %(default)s)")
     p.add_argument("--latent-dim", type=_positive_int, default=_MODEL_DEFAULTS.latent_dim, help="size of z (default: %(default)s)")
-    p.add_argument("--likelihood", default=_MODEL_DEFAULTS.likelihood, choices=sorted(LIKELIHOODS),
+    p.add_argument("--likelihood", default=_MODEL_DEFAULTS.likelihood, choices=["auto", *sorted(LIKELIHOODS)],
                    help="p(x|z): bernoulli (cross-entropy), continuous-bernoulli, gaussian (fixed variance "
-                   "--gaussian-variance, the weighted L2 loss), gaussian-learned (a learned variance per dimension) "
-                   "(default: %(default)s)")
+                   "--gaussian-variance, the weighted L2 loss), gaussian-learned (a learned variance per dimension); "
+                   "auto: bernoulli for images and arrays in [0, 1], gaussian-learned for tables and other values "
+                   "(default: %(default)s; the choice is printed)")
     p.add_argument("--gaussian-variance", type=_positive_float, default=_MODEL_DEFAULTS.gaussian_variance,
                    help="c in p(x|z) = N(f(z), c I); the start value for gaussian-learned (default: %(default)s)")
     p.add_argument("--arch", default=_MODEL_DEFAULTS.arch, choices=sorted(ARCHS),
@@ -143,8 +155,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN", help="a run directory")
     _add_data(p, None)
     p.add_argument("--split", default="test", choices=["train", "test", "all"], help="which part of a built-in dataset (default: test)")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .npy file, (N, latent_dim)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="a .npy array (N, latent_dim) or a .csv table with a header, rows in the data's order")
+    p.add_argument("--with-scale", action="store_true",
+                   help="also write the scales of q(z|x): (N, 2 * latent_dim), means then scales")
     p.add_argument("--batch-size", type=_positive_int, default=1000, help="examples per batch (default: %(default)s)")
+    _add_device(p)
+
+    p = sub.add_parser("score", help="per-example anomaly scores (higher is more unusual)",
+                       description="Write one score per example, in the data's order: the negative ELBO "
+                       "(--method elbo, averaged over --n-samples draws) or the negative importance-weighted "
+                       "log-likelihood (--method iw, K = --n-samples). The most unusual rows score highest.")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    _add_data(p, None)
+    p.add_argument("--split", default="test", choices=["train", "test", "all"], help="which part of a built-in dataset (default: test)")
+    p.add_argument("--method", default="elbo", choices=["elbo", "iw"], help="negative ELBO or negative log p(x) (default: %(default)s)")
+    p.add_argument("--n-samples", type=_positive_int, default=10, metavar="K",
+                   help="samples of q(z|x) per example (default: %(default)s)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .csv (columns index, score) or a .npy")
+    p.add_argument("--batch-size", type=_positive_int, default=100, help="examples per batch (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: %(default)s)")
     _add_device(p)
 
     p = sub.add_parser("interpolate", help="decode straight lines between latent means",
@@ -170,9 +200,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
                                gaussian_variance=args.gaussian_variance)
     train_config = TrainConfig(data=args.data, data_dir=args.data_dir, binarize=args.binarize, epochs=args.epochs,
                                batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                               val_fraction=args.val_fraction, device=args.device)
+                               val_fraction=args.val_fraction, device=args.device, label_column=args.label_column,
+                               image_size=tuple(args.image_size) if args.image_size else None,
+                               grayscale=args.grayscale, memmap=args.memmap)
     _, summary = train(model_config, train_config, run_dir)
     print(f"run directory: {run_dir}")
+    chosen = json.loads((Path(run_dir) / "config.json").read_text())["data"].get("likelihood_chosen")
+    if chosen:
+        print(f"likelihood: {chosen}; set --likelihood to change")
     print(_describe(summary))
     figures = [str(f) for f in (Path(run_dir) / "reconstructions.png", Path(run_dir) / "samples.png") if f.exists()]
     if figures:  # data that are not images have none
@@ -211,10 +246,10 @@ def _load(args: argparse.Namespace):
 
 
 def _data(args: argparse.Namespace, run, split: str = "test"):
-    from .train import load_split
+    from .data import load_split
 
     x = load_split(run.train_config, split, data=args.data, data_dir=args.data_dir,
-                   data_shape=run.model_config.data_shape)
+                   data_shape=run.model_config.data_shape, data_info=run.info.get("data"))
     run.model.check_data(x, args.data or f"dataset {run.train_config.data!r}")
     return x
 
@@ -258,14 +293,36 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
 
 
 def _cmd_encode(args: argparse.Namespace) -> None:
-    from .outputs import check_output_path, save_tensor
-    from .embed import encode_means
+    import torch
 
-    check_output_path(args.output, (".npy",))
+    from .embed import encode
+    from .outputs import check_output_path, save_table
+
+    check_output_path(args.output, (".npy", ".csv"))
     run = _load(args)
-    z = encode_means(run.model, _data(args, run, args.split), batch_size=args.batch_size)
-    save_tensor(z, args.output)
-    print(f"{args.output}: {tuple(z.shape)}")
+    loc, scale = encode(run.model, _data(args, run, args.split), batch_size=args.batch_size)
+    L = loc.shape[1]
+    columns = [f"loc_{i}" for i in range(L)] + ([f"scale_{i}" for i in range(L)] if args.with_scale else [])
+    values = torch.cat([loc, scale], 1) if args.with_scale else loc
+    save_table(values, columns, args.output)
+    print(f"{args.output}: {tuple(values.shape)}")
+
+
+def _cmd_score(args: argparse.Namespace) -> None:
+    import torch
+
+    from .outputs import check_output_path, save_table
+    from .scores import anomaly_scores
+
+    check_output_path(args.output, (".csv", ".npy"))
+    run = _load(args)
+    x = _data(args, run, args.split)
+    scores = anomaly_scores(run.model, x, method=args.method, n_samples=args.n_samples,
+                            batch_size=args.batch_size, seed=args.seed)
+    save_table(scores.unsqueeze(1), ["score"], args.output, index=True)
+    top = torch.argsort(scores, descending=True)[: min(5, len(scores))]
+    print(f"{args.output}: {len(scores)} scores ({args.method}); most unusual rows: "
+          + ", ".join(f"{int(i)} ({float(scores[i]):.2f})" for i in top))
 
 
 def _cmd_interpolate(args: argparse.Namespace) -> None:
@@ -289,6 +346,7 @@ COMMANDS = {
     "sample": _cmd_sample,
     "reconstruct": _cmd_reconstruct,
     "encode": _cmd_encode,
+    "score": _cmd_score,
     "interpolate": _cmd_interpolate,
 }
 

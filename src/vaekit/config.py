@@ -23,7 +23,7 @@ class ModelConfig:
     # (benchmarks/RESULTS.md); 784-400-20 stays near -102.
     hidden: tuple[int, ...] = (1024, 512)
     conv_channels: tuple[int, ...] = (32, 64)
-    likelihood: str = "bernoulli"  # see vaekit.likelihoods.LIKELIHOODS
+    likelihood: str = "auto"  # see vaekit.likelihoods.LIKELIHOODS; auto: chosen from the data by train()
     gaussian_variance: float = 0.1  # c in p(x|z) = N(f(z), c I); start value for gaussian-learned
 
     def __post_init__(self) -> None:
@@ -36,8 +36,12 @@ class ModelConfig:
 class TrainConfig:
     """How a model was trained: data, optimizer and schedule, seed, device."""
 
-    data: str = "digits"
+    data: str = "digits"  # a built-in dataset, or a .npy/.npz/.csv/.tsv file or a folder of images
     data_dir: str | None = None
+    label_column: str | None = None  # a table's column of labels (name, or index without header)
+    image_size: tuple[int, int] | None = None  # resize a folder's images to H x W
+    grayscale: bool = False  # read a folder's images as one channel
+    memmap: bool | None = None  # read a .npy lazily (None: when it is larger than 1 GiB)
     binarize: str = "none"  # none | dynamic | static
     epochs: int = 30
     batch_size: int = 128

@@ -1,8 +1,10 @@
-"""Datasets as float tensors, and users' own arrays, checked on the way in.
+"""Datasets as float tensors, and users' own files, checked on the way in.
 
-Every dataset is a :class:`Dataset` of float32 tensors with a fixed train/test split; images
-are ``(N, C, H, W)`` scaled to [0, 1]. Loaders live in a registry (:data:`DATASETS`, filled by
-:func:`register_dataset`) so the command line can list them and a new one is one function.
+Every dataset is a :class:`Dataset` of float32 tensors; images are ``(N, C, H, W)`` scaled to
+[0, 1]. Built-in datasets (digits, MNIST, Fashion-MNIST) have a fixed train/test split and
+live in a registry (:data:`DATASETS`, filled by :func:`register_dataset`) so the command line
+can list them and a new one is one function. :func:`load_dataset` also takes the path of a
+user's file or folder, read by :mod:`vaekit.sources` into a dataset with no test split.
 
 Bad input of any kind (a missing or corrupt file, a wrong checksum, an unknown name) raises
 :class:`~vaekit.errors.VaekitError` with one line that names the file or dataset and says what
@@ -28,35 +30,50 @@ import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .errors import VaekitError
 
+if TYPE_CHECKING:  # sources imports this module; the name is for annotations only
+    from .sources import MemmapArray
+
 PathLike = str | os.PathLike
 
 
 @dataclass
 class Dataset:
-    """A dataset split into train and test tensors.
+    """A dataset: training examples, test examples when it has its own split, and what they are.
 
     Attributes
     ----------
     name : str
-        The registry name (``"digits"``, ``"mnist"``) or a file name for user data.
-    train, test : torch.Tensor
-        float32, ``(N, *shape)``; images are ``(N, C, H, W)`` with values in [0, 1].
+        The registry name (``"digits"``, ``"mnist"``) or the path of a user's file.
+    train : torch.Tensor or vaekit.sources.MemmapArray
+        float32, ``(N, *shape)``; images are ``(N, C, H, W)`` with values in [0, 1]. A large
+        ``.npy`` comes as a :class:`~vaekit.sources.MemmapArray`, read a batch at a time.
+    test : torch.Tensor or None
+        Like ``train``; None for a user's file, which is all training data.
     train_labels, test_labels : torch.Tensor or None
         int64 ``(N,)`` class labels, or None for unlabelled data.
+    kind : str
+        ``"image"``, ``"table"`` (a CSV/TSV file) or ``"array"`` (``N x D`` from ``.npy``).
+    columns : list of str or None
+        A table's feature column names, in order (the label column excluded).
+    classes : list of str or None
+        Label names (class folders, or a label column's distinct values); labels index it.
     """
 
     name: str
-    train: torch.Tensor
-    test: torch.Tensor
+    train: torch.Tensor | MemmapArray
+    test: torch.Tensor | None
     train_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
+    kind: str = "image"
+    columns: list[str] | None = None
+    classes: list[str] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -87,30 +104,55 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
     return wrap
 
 
-def load_dataset(name: str, data_dir: PathLike | None = None) -> Dataset:
-    """Load the dataset registered as ``name``.
+def load_dataset(name: PathLike, data_dir: PathLike | None = None, **options: Any) -> Dataset:
+    """Load the dataset registered as ``name``, or the user's file or folder at that path.
 
     Parameters
     ----------
-    name : str
-        A key of :data:`DATASETS`.
+    name : str or path
+        A key of :data:`DATASETS`, or the path of a ``.npy``, ``.npz``, ``.csv``, ``.tsv``
+        file or a folder of images (read by :func:`vaekit.sources.load_file`). A registered
+        name wins over a file of the same name.
     data_dir : path, optional
-        The folder that directly holds the dataset's files (the command line's ``--data-dir``).
-        Datasets shipped inside a package (``digits``) ignore it.
+        The folder that directly holds a registered dataset's files (the command line's
+        ``--data-dir``). Datasets shipped inside a package (``digits``) ignore it; a path
+        refuses it.
+    **options
+        For a path: ``label_column``, ``image_size``, ``grayscale``, ``memmap``, as
+        :func:`vaekit.sources.load_file` takes them. Refused for a registered dataset.
 
     Raises
     ------
     VaekitError
-        For an unknown name, or files that are missing, corrupt or fail their checksum.
+        For an unknown name, an option that does not apply, or input that is missing, corrupt
+        or fails its checksum.
 
     Example
     -------
     >>> load_dataset("digits").train.shape
     torch.Size([1438, 1, 8, 8])
     """
-    if name not in DATASETS:
-        raise VaekitError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](data_dir)
+    name = os.fspath(name)
+    given = [k for k, v in options.items() if v is not None and v is not False]
+    if name in DATASETS:
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise VaekitError(f"{name}: {flag} applies to your own files, not to the built-in dataset {name}")
+        return DATASETS[name](data_dir)
+
+    from . import sources  # sources imports this module
+
+    if os.path.exists(name):
+        if data_dir is not None:
+            raise VaekitError(f"{name}: --data-dir applies to the built-in datasets, not to a file or folder")
+        return sources.load_file(name, **options)
+    if os.sep in name or "/" in name or os.path.splitext(name)[1].lower() in sources.SOURCES:
+        raise VaekitError(f"{name}: no such file or folder")
+    files = ", ".join(k for k in sources.SOURCES if k.startswith("."))
+    raise VaekitError(
+        f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}; "
+        f"or give a path to a {files} file or a folder of images"
+    )
 
 
 def cache_dir() -> pathlib.Path:
@@ -142,19 +184,16 @@ def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
 
 
 # ---------------------------------------------------------------------------------------------
-# Users' arrays
+# Users' arrays (the readers of users' files are in vaekit.sources)
 # ---------------------------------------------------------------------------------------------
 
-_NPY_MAGIC = b"\x93NUMPY"
-_ZIP_MAGIC = b"PK\x03\x04"
-
-
 def load_array(path: PathLike, expected_shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """Load a user's ``.npy`` file of examples as float32.
+    """Load a user's ``.npy`` file of examples as float32, in memory.
 
     Accepted layouts: ``N x D`` (vectors), ``N x H x W`` (grey images, returned as
-    ``N x 1 x H x W``) and ``N x C x H x W``. The file is read with ``allow_pickle=False``, so
-    it can never run code.
+    ``N x 1 x H x W``) and ``N x C x H x W``. uint8 values are scaled to [0, 1], as
+    :func:`vaekit.sources.load_file` reads them, so a model sees the same values at training
+    and at evaluation. The file is read with ``allow_pickle=False``, so it can never run code.
 
     Parameters
     ----------
@@ -182,56 +221,9 @@ def load_array(path: PathLike, expected_shape: tuple[int, ...] | None = None) ->
     >>> load_array("/tmp/x.npy", expected_shape=(1, 8, 8)).shape  # doctest: +SKIP
     torch.Size([5, 1, 8, 8])
     """
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise VaekitError(f"{path}: no such file")
-    if path.is_dir():
-        raise VaekitError(f"{path}: is a directory, not a .npy file")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(_NPY_MAGIC))
-    except OSError as e:
-        raise VaekitError(f"{path}: cannot read ({e.strerror or e})") from None
-    # Sniff the magic ourselves: np.load's own complaint about a text file is that it
-    # "contains pickled data", which would send the user the wrong way.
-    if not head:
-        raise VaekitError(f"{path}: empty file, expected a .npy array (np.save)")
-    if head.startswith(_ZIP_MAGIC):
-        raise VaekitError(f"{path}: is a .npz archive; save a single array with np.save")
-    if head != _NPY_MAGIC:
-        raise VaekitError(f"{path}: not a .npy file (no NumPy header); save the array with np.save")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        if "allow_pickle" in str(e):
-            raise VaekitError(f"{path}: holds Python objects (dtype object), not numbers; save a numeric array") from None
-        raise VaekitError(f"{path}: corrupt .npy file ({_one_line(e)})") from None
-    except (OSError, EOFError) as e:
-        raise VaekitError(f"{path}: corrupt .npy file ({_one_line(e)})") from None
+    from .sources import read_npy  # sources imports this module
 
-    # b(ool), i(nt), u(nsigned), f(loat); not complex, strings, datetimes or records.
-    if arr.dtype.kind not in "biuf":
-        raise VaekitError(f"{path}: dtype {arr.dtype} is not numeric; save an array of numbers")
-    if not 2 <= arr.ndim <= 4:
-        raise VaekitError(
-            f"{path}: array has shape {arr.shape}; expected N x D, N x H x W or N x C x H x W"
-        )
-    if arr.shape[0] == 0:
-        raise VaekitError(f"{path}: holds no examples (shape {arr.shape})")
-    # Convert before the finiteness check: float64 values beyond 3.4e38 become inf in float32.
-    with np.errstate(over="ignore"):  # the overflow is reported below, as an error
-        x = np.ascontiguousarray(arr, dtype=np.float32)
-    bad = ~np.isfinite(x)
-    n_bad = int(bad.sum())
-    if n_bad:
-        first = tuple(int(i) for i in np.argwhere(bad)[0])  # an index into the file's own layout
-        wide = " as float32" if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 else ""
-        raise VaekitError(
-            f"{path}: {n_bad} value{'s are' if n_bad > 1 else ' is'} NaN or infinite{wide} (first at index {first})"
-        )
-    if x.ndim == 3:
-        x = x[:, None]  # grey images: add the channel axis, (N, H, W) -> (N, 1, H, W)
-
+    x = read_npy(path, memmap=False)
     shape = tuple(x.shape[1:])
     if expected_shape is not None and shape != tuple(expected_shape):
         expected_shape = tuple(expected_shape)
@@ -241,7 +233,7 @@ def load_array(path: PathLike, expected_shape: tuple[int, ...] | None = None) ->
         raise VaekitError(
             f"{path}: examples have shape {shape} but the model was trained on {expected_shape}{hint}"
         )
-    return torch.from_numpy(x)
+    return x
 
 
 def _one_line(e: BaseException) -> str:
@@ -324,6 +316,39 @@ MNIST_MIRRORS: list[str] = [
     "http://yann.lecun.com/exdb/mnist/",
 ]
 
+# Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017, https://github.com/zalandoresearch/fashion-mnist):
+# Zalando's article images in MNIST's format, file names and split.
+# TODO(checksums): the SHA-256 of the four *unzipped* files, once taken from the official
+# files. Until then a None digest makes the loader check the files' structure instead (IDX
+# magic, the shapes in IDX_SHAPES, labels in 0..9), which catches truncated, mixed-up and
+# wrong-dataset files but not altered pixels. The published digests are MD5s of the .gz files,
+# which depend on the compressor, not on the content; they are deliberately not used.
+FASHION_MNIST_SHA256: dict[str, str | None] = {
+    "t10k-images-idx3-ubyte": None,
+    "t10k-labels-idx1-ubyte": None,
+    "train-images-idx3-ubyte": None,
+    "train-labels-idx1-ubyte": None,
+}
+
+FASHION_MNIST_MIRRORS: list[str] = [
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+]
+
+# The label names, in label order (the dataset's README).
+FASHION_MNIST_CLASSES: list[str] = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+
+# The shape each file of an MNIST-format dataset has: checked when no digest is recorded.
+IDX_SHAPES: dict[str, tuple[int, ...]] = {
+    "train-images-idx3-ubyte": (60000, 28, 28),
+    "train-labels-idx1-ubyte": (60000,),
+    "t10k-images-idx3-ubyte": (10000, 28, 28),
+    "t10k-labels-idx1-ubyte": (10000,),
+}
+IDX_N_CLASSES = 10
+
 DOWNLOAD_TIMEOUT_S = 30.0
 
 
@@ -345,11 +370,29 @@ def load_mnist(data_dir: PathLike | None = None) -> Dataset:
     return _load_idx_dataset("mnist", MNIST_SHA256, MNIST_MIRRORS, data_dir)
 
 
+@register_dataset("fashion-mnist")
+def load_fashion_mnist(data_dir: PathLike | None = None) -> Dataset:
+    """Fashion-MNIST: 60000 train and 10000 test article images, (1, 28, 28) in [0, 1].
+
+    Found and fetched exactly as :func:`load_mnist` (``data_dir``, ``$VAEKIT_DATA/fashion-mnist``,
+    ``cache_dir()/fashion-mnist``); ``classes`` names the ten labels.
+
+    Example
+    -------
+    >>> load_fashion_mnist("/data/fashion-mnist").classes[:2]  # doctest: +SKIP
+    ['T-shirt/top', 'Trouser']
+    """
+    return _load_idx_dataset(
+        "fashion-mnist", FASHION_MNIST_SHA256, FASHION_MNIST_MIRRORS, data_dir, classes=FASHION_MNIST_CLASSES
+    )
+
+
 def _load_idx_dataset(
     name: str,
     checksums: Mapping[str, str],
     mirrors: Sequence[str],
     data_dir: PathLike | None,
+    classes: list[str] | None = None,
 ) -> Dataset:
     """Load a dataset stored as the four MNIST-style IDX files.
 
@@ -358,12 +401,16 @@ def _load_idx_dataset(
     name : str
         The dataset name; also the sub-folder under ``$VAEKIT_DATA`` and the cache.
     checksums : mapping
-        SHA-256 hex digest of each unzipped file, keyed by the names in :data:`IDX_FILES`.
+        SHA-256 hex digest of each unzipped file, keyed by the names in :data:`IDX_FILES`;
+        None where no digest is known, and then the file's shape (:data:`IDX_SHAPES`) and
+        label range are checked instead.
     mirrors : sequence of str
         Base URLs, tried in order, each serving ``NAME.gz``.
     data_dir : path or None
         An explicit folder holding the files. When given (or when ``$VAEKIT_DATA`` is set)
         missing files are an error, never a download: the user said where the data is.
+    classes : list of str, optional
+        The label names, for :attr:`Dataset.classes`.
     """
     folder = _idx_folder(name, data_dir)
     missing = [f for f in IDX_FILES if _find_idx_file(folder, f) is None]
@@ -374,7 +421,7 @@ def _load_idx_dataset(
     paths = {}
     for fname, magic in IDX_FILES.items():
         paths[fname] = _find_idx_file(folder, fname)
-        arrays[fname] = _read_idx_file(paths[fname], magic, checksums[fname])
+        arrays[fname] = _read_idx_file(paths[fname], fname, checksums[fname])
 
     splits = {}
     for split in ("train", "t10k"):
@@ -394,6 +441,7 @@ def _load_idx_dataset(
         test=splits["t10k"][0],
         train_labels=splits["train"][1],
         test_labels=splits["t10k"][1],
+        classes=list(classes) if classes is not None else None,
     )
 
 
@@ -442,17 +490,17 @@ def _find_idx_file(folder: pathlib.Path, fname: str) -> pathlib.Path | None:
     return None
 
 
-def _read_idx_file(path: pathlib.Path, magic: int, sha256: str) -> np.ndarray:
+def _read_idx_file(path: pathlib.Path, fname: str, sha256: str | None) -> np.ndarray:
     """Read, unzip, parse and verify one IDX file; returns a read-only uint8 array."""
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise VaekitError(f"{path}: cannot read ({e.strerror or e})") from None
     data = _maybe_gunzip(raw, str(path))
-    arr = _parse_idx(data, str(path), magic)
+    arr = _parse_idx(data, str(path), IDX_FILES[fname])
     # After parsing, so that a cut-off file is reported as truncated rather than as a bare
     # checksum mismatch.
-    _check_sha256(data, str(path), sha256)
+    _verify_idx(data, arr, str(path), fname, sha256)
     return arr
 
 
@@ -484,6 +532,23 @@ def _parse_idx(data: bytes, where: str, magic: int) -> np.ndarray:
     if len(data) > expected:
         raise VaekitError(f"{where}: IDX file has {len(data) - expected} bytes beyond the {expected} its header says")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _verify_idx(data: bytes, arr: np.ndarray, where: str, fname: str, sha256: str | None) -> None:
+    """The file's SHA-256; where none is recorded, its shape and label range instead."""
+    if sha256 is not None:
+        _check_sha256(data, where, sha256)
+        return
+    expected = IDX_SHAPES[fname]
+    if arr.shape != expected:
+        raise VaekitError(
+            f"{where}: holds an array of shape {arr.shape}, expected {expected} "
+            "(a different or damaged file; replace it)"
+        )
+    if arr.ndim == 1 and arr.size and int(arr.max()) >= IDX_N_CLASSES:
+        raise VaekitError(
+            f"{where}: holds label {int(arr.max())}, expected 0..{IDX_N_CLASSES - 1} (a different or damaged file; replace it)"
+        )
 
 
 def _check_sha256(data: bytes, where: str, expected: str) -> None:
@@ -532,8 +597,7 @@ def _download_idx_files(
                 with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
                     shutil.copyfileobj(response, out)
                 data = _maybe_gunzip(pathlib.Path(tmp).read_bytes(), url)
-                _parse_idx(data, url, IDX_FILES[fname])
-                _check_sha256(data, url, checksums[fname])
+                _verify_idx(data, _parse_idx(data, url, IDX_FILES[fname]), url, fname, checksums[fname])
                 os.replace(tmp, folder / gz_name)
                 break
             except (OSError, ValueError, http.client.HTTPException, VaekitError) as e:

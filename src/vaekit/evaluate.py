@@ -87,15 +87,17 @@ def evaluate_run(
     from .embed import encode_means
     from .estimators import active_units, log_likelihood
     from .probe import linear_probe_accuracy
-    from .train import load_labelled_split
+    from .data import load_labelled_split
 
     model, shape = run.model, run.model_config.data_shape
-    x, y = load_labelled_split(run.train_config, split, data=data, data_dir=data_dir, data_shape=shape)
+    data_info = run.info.get("data", {})
+    x, y = load_labelled_split(run.train_config, split, data=data, data_dir=data_dir, data_shape=shape, data_info=data_info)
     what = data or f"dataset {run.train_config.data!r}"
     if n_examples is not None:
         x, y = x[:n_examples], (None if y is None else y[:n_examples])
     model.check_data(x, what)
-    result: dict[str, Any] = {"split": split if data is None else what, **evaluate(model, x, batch_size=batch_size, seed=seed)}
+    name = data_info.get("test_split", "test") if split == "test" else split
+    result: dict[str, Any] = {"split": name if data is None else what, **evaluate(model, x, batch_size=batch_size, seed=seed)}
     if n_importance is not None:
         if "elbo" not in result:
             from .errors import VaekitError
@@ -110,7 +112,7 @@ def evaluate_run(
     result["active_units"] = active_units(model, x, batch_size=batch_size)
     result["probe_accuracy"] = None
     if probe and y is not None and data is None:
-        x_train, y_train = load_labelled_split(run.train_config, "train", data_shape=shape)
+        x_train, y_train = load_labelled_split(run.train_config, "train", data_shape=shape, data_info=data_info)
         z_train = encode_means(model, x_train, batch_size=batch_size)
         result["probe_accuracy"] = linear_probe_accuracy(z_train, y_train, encode_means(model, x, batch_size=batch_size), y)
     return result

@@ -36,6 +36,9 @@ def register_likelihood(name: str):
 
 def make_likelihood(name: str, data_shape: tuple[int, ...], *, gaussian_variance: float = 0.1) -> "Likelihood":
     """Build the likelihood registered as ``name`` for data of shape ``data_shape``."""
+    if name == "auto":
+        raise VaekitError("likelihood 'auto' is chosen from the data by vaekit.train; to build a model "
+                          f"directly name one of: {', '.join(sorted(LIKELIHOODS))}")
     if name not in LIKELIHOODS:
         raise VaekitError(f"unknown likelihood {name!r}; choose one of: {', '.join(sorted(LIKELIHOODS))}")
     return LIKELIHOODS[name](data_shape, gaussian_variance=gaussian_variance)
@@ -66,8 +69,10 @@ class Likelihood(nn.Module):
         """Refuse data that this likelihood gives no density to (one clear line)."""
         if self.support is None:
             return
+        from .data import value_range
+
         lo, hi = self.support
-        xmin, xmax = float(x.min()), float(x.max())
+        xmin, xmax = value_range(x)
         if xmin < lo or xmax > hi:
             raise VaekitError(
                 f"{what}: values lie in [{xmin:g}, {xmax:g}], outside [{lo:g}, {hi:g}] that the "

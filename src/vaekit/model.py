@@ -72,8 +72,11 @@ class LatentVariableModel(nn.Module):
         has the mean of ``x`` per dimension when the rest of the layer outputs zero, as Burda et
         al. (2015) initialize the output layer to the marginal log-odds. It saves the first
         epochs the work of learning the average image."""
+        from .data import column_moments
+
         if hasattr(self, "decoder") and hasattr(self, "likelihood"):
-            self.decoder.set_output_bias(self.likelihood.output_for_mean(x.mean(0)))
+            mean = column_moments(x)[0].to(self.device, torch.float32)  # streamed for lazy arrays
+            self.decoder.set_output_bias(self.likelihood.output_for_mean(mean))
 
     @torch.inference_mode()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

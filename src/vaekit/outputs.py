@@ -41,3 +41,21 @@ def save_tensor(x: Tensor, path: str | os.PathLike, *, title: str | None = None,
     else:
         save_image_grid(x, out, nrow=nrow, title=title)
     return out
+
+
+def save_table(values: Tensor, columns: list[str], path: str | os.PathLike, *, index: bool = False) -> Path:
+    """Write ``values`` (N, len(columns)) as ``.npy`` or as a ``.csv`` with a header (and an
+    ``index`` column of row numbers when asked), atomically."""
+    out = check_output_path(path, (".npy", ".csv"))
+    array = values.detach().cpu().numpy()
+    if out.suffix.lower() == ".npy":
+        save_npy(array, out)
+        return out
+    buf = io.StringIO()
+    header = (["index"] if index else []) + list(columns)
+    buf.write(",".join(header) + "\n")
+    rows = np.column_stack([np.arange(len(array)), array]) if index else array
+    fmt = (["%d"] if index else []) + ["%.9g"] * array.shape[1]
+    np.savetxt(buf, rows, fmt=fmt, delimiter=",")
+    atomic_write_bytes(out, buf.getvalue().encode())
+    return out

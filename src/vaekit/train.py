@@ -11,7 +11,6 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,16 +18,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .config import BINARIZE_MODES, ModelConfig, TrainConfig
-from .datasets import binarize, load_dataset
+from .config import ModelConfig, TrainConfig
+from .data import choose_likelihood, prepare_data, value_range
+from .datasets import binarize
 from .errors import VaekitError
 from .evaluate import evaluate
 from .model import build_model
 from . import runs
-
-# Fixed seed of the one-off binarization of held-out data: the same test set for every run.
-HELDOUT_BINARIZE_SEED = 0
-
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA, then MPS, then the CPU; a named device must be available."""
@@ -45,53 +41,6 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda", "mps"):
         raise VaekitError(f"--device {name}: unknown device; choose auto, cpu, cuda or mps")
     return torch.device(name)
-
-
-@dataclass
-class Splits:
-    """Training, validation and test tensors as the model sees them (binarized if asked)."""
-
-    train: Tensor
-    val: Tensor | None
-    test: Tensor
-    info: dict[str, Any]
-
-
-def prepare_data(cfg: TrainConfig) -> Splits:
-    """Load ``cfg.data``, hold out ``cfg.val_fraction`` of the training set (split by
-    ``cfg.seed``), and binarize as ``cfg.binarize`` says.
-
-    ``static``: every split binarized once. ``dynamic``: the training set stays grey and is
-    binarized afresh in every batch by :func:`fit`; validation and test sets are binarized once
-    with a fixed seed so that figures are comparable across runs.
-    """
-    if cfg.binarize not in BINARIZE_MODES:
-        raise VaekitError(f"--binarize {cfg.binarize}: unknown mode; choose one of: {', '.join(BINARIZE_MODES)}")
-    if not 0 <= cfg.val_fraction < 1:
-        raise VaekitError(f"--val-fraction {cfg.val_fraction}: must lie in [0, 1)")
-    ds = load_dataset(cfg.data, cfg.data_dir)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    perm = torch.randperm(len(ds.train), generator=gen)
-    n_val = int(round(cfg.val_fraction * len(ds.train)))
-    if n_val >= len(ds.train):
-        raise VaekitError(f"--val-fraction {cfg.val_fraction}: leaves no training examples of {len(ds.train)}")
-    train, val = ds.train[perm[n_val:]], (ds.train[perm[:n_val]] if n_val else None)
-    test = ds.test
-    if cfg.binarize != "none":
-        fixed = torch.Generator().manual_seed(HELDOUT_BINARIZE_SEED)
-        test = binarize(test, fixed)
-        val = binarize(val, fixed) if val is not None else None
-        if cfg.binarize == "static":
-            train = binarize(train, torch.Generator().manual_seed(cfg.seed))
-    info = {
-        "name": ds.name,
-        "shape": list(ds.shape),
-        "n_train": len(train),
-        "n_val": 0 if val is None else len(val),
-        "n_test": len(test),
-        "val_indices_seed": cfg.seed,
-    }
-    return Splits(train, val, test, info)
 
 
 def _make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -119,7 +68,8 @@ def fit(
     Parameters
     ----------
     model : VAE, or any module with ``objective``
-    train : Tensor, shape (N, *data_shape); grey levels when ``config.binarize == 'dynamic'``
+    train : Tensor, shape (N, *data_shape), or a lazy array read a batch at a time (a memmapped
+        .npy); grey levels when ``config.binarize == 'dynamic'``
     val : Tensor, optional; its ELBO is computed every epoch
     config : TrainConfig; epochs, batch_size, lr, seed, binarize and device are used
     callback : called as ``callback(row, model)`` after every epoch with the metrics row
@@ -138,7 +88,9 @@ def fit(
     optimizer = _make_optimizer(model.parameters(), cfg.lr, device)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # the reparameterization noise
-    train = train.to(device)
+    in_memory = isinstance(train, Tensor)
+    if in_memory:
+        train = train.to(device)
     n = len(train)
     n_batches = math.ceil(n / cfg.batch_size)
     dynamic = cfg.binarize == "dynamic"
@@ -148,10 +100,14 @@ def fit(
     bar = tqdm(range(1, cfg.epochs + 1), desc="train", unit="epoch", disable=not show, file=sys.stderr)
     for epoch in bar:
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=gen).to(device)
+        perm = torch.randperm(n, generator=gen)
+        if in_memory:
+            perm = perm.to(device)
         sums = None
         for b in range(n_batches):
             x = train[perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+            if not in_memory:  # a lazy array: this batch's rows, read now
+                x = x.to(device, non_blocking=True)
             if dynamic:  # a fresh Bernoulli draw of every pixel, every epoch
                 x = binarize(x, gen if device.type == "cpu" else None)
             terms = model.objective(x)  # per-example terms; the first is maximized
@@ -203,6 +159,10 @@ def train(
     """
     splits = prepare_data(train_config)
     model_config = dataclasses.replace(model_config, data_shape=tuple(splits.info["shape"]))
+    if model_config.likelihood == "auto" and model_config.model != "pca":
+        name, reason = choose_likelihood(splits.info["kind"], *value_range(splits.train))
+        model_config = dataclasses.replace(model_config, likelihood=name)
+        splits.info["likelihood_chosen"] = f"{name} (chosen for {reason})"
     device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)  # weight initialization
     model = build_model(model_config)
@@ -238,69 +198,10 @@ def train(
         if created and out is not None and not (out / runs.WEIGHTS).exists():
             shutil.rmtree(out, ignore_errors=True)
         raise
-    summary = {"split": "test", **evaluate(model, splits.test)}
+    summary = {"split": splits.info["test_split"], **evaluate(model, splits.test)}
     if out is not None:
         runs.write_json(out / runs.SUMMARY, summary)
         from .plots import save_run_figures
 
         save_run_figures(model, splits.test, out, seed=train_config.seed)
     return model, summary
-
-
-def load_split(
-    train_config: TrainConfig,
-    split: str = "test",
-    *,
-    data: str | None = None,
-    data_dir: str | os.PathLike | None = None,
-    data_shape: tuple[int, ...] | None = None,
-) -> Tensor:
-    """Data for a trained model, transformed exactly as its held-out data were.
-
-    See :func:`load_labelled_split` for the parameters; this returns the examples alone.
-    """
-    return load_labelled_split(train_config, split, data=data, data_dir=data_dir, data_shape=data_shape)[0]
-
-
-def load_labelled_split(
-    train_config: TrainConfig,
-    split: str = "test",
-    *,
-    data: str | None = None,
-    data_dir: str | os.PathLike | None = None,
-    data_shape: tuple[int, ...] | None = None,
-) -> tuple[Tensor, Tensor | None]:
-    """Examples and labels (``None`` when the data have none) for a trained model, the examples
-    transformed exactly as its held-out data were.
-
-    Parameters
-    ----------
-    train_config : the run's training config (its dataset and binarization)
-    split : ``train``, ``test`` or ``all`` (train then test) of a built-in dataset, in its order
-    data : a dataset name or a ``.npy`` file; default the run's dataset
-    data_dir : folder of the dataset's files; default the run's
-    data_shape : the model's per-example shape; a ``.npy`` of another shape is refused
-    """
-    from .datasets import DATASETS, load_array
-
-    name = data or train_config.data
-    if name not in DATASETS and (name.endswith((".npy", ".npz")) or os.path.sep in name or os.path.exists(name)):
-        x, y = load_array(name, expected_shape=data_shape), None
-    else:
-        if data_dir is None and name == train_config.data:
-            data_dir = train_config.data_dir
-        ds = load_dataset(name, data_dir)
-        if data_shape is not None and tuple(ds.shape) != tuple(data_shape):
-            raise VaekitError(f"dataset {name!r}: examples have shape {tuple(ds.shape)} but the model was trained on {tuple(data_shape)}")
-        parts = {"train": [(ds.train, ds.train_labels)], "test": [(ds.test, ds.test_labels)],
-                 "all": [(ds.train, ds.train_labels), (ds.test, ds.test_labels)]}
-        if split not in parts:
-            raise VaekitError(f"--split {split}: choose train, test or all")
-        x = torch.cat([p[0] for p in parts[split]])
-        labels = [p[1] for p in parts[split]]
-        y = None if any(t is None for t in labels) else torch.cat(labels)
-    if train_config.binarize != "none":
-        if float(x.min()) < 0 or float(x.max()) > 1:
-            raise VaekitError(f"{name}: values outside [0, 1] cannot be binarized as the model's data were")
-        x = binarize(x, torch.Generator().manual_seed(HELDOUT_BINARIZE_SEED))
-    return x, y
