@@ -76,6 +76,17 @@ class Autoencoder(LatentVariableModel):
     def objective(self, x: Tensor) -> AETerms:
         return AETerms(self.decode(self.code(x)).log_prob(x))
 
+    def draw_noise(self, n: int, generator: torch.Generator) -> None:
+        return None  # deterministic: no noise
+
+    def forward(self, x: Tensor, **kwargs) -> tuple[Tensor, AETerms]:
+        return self.training_loss(x, **kwargs)
+
+    def training_loss(self, x: Tensor, **_) -> tuple[Tensor, AETerms]:
+        """``-log p(x | z = loc(x))`` per example; the KL options do not apply."""
+        terms = self.objective(x)
+        return -terms.reconstruction, terms
+
 
 @register_model("pca")
 class PCA(LatentVariableModel):

@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read a .npy lazily, a batch at a time, so it never has to fit in memory "
                    "(default: when the file is larger than 1 GiB)")
     p.add_argument("--run-dir", metavar="DIR", help="where to write the run (default: runs/DATA-DATE-TIME); must not hold a run")
-    p.add_argument("--epochs", type=_positive_int, default=_TRAIN_DEFAULTS.epochs, help="passes over the training set (default: %(default)s)")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help=f"passes over the training set (default: {_TRAIN_DEFAULTS.epochs}; with --resume, the run's own)")
     p.add_argument("--model", default=_MODEL_DEFAULTS.model, choices=["vae", "ae", "pca"],
                    help="vae; or a baseline at the same latent size: ae (the same networks, no sampling, no KL) "
                    "or pca (closed form, read as probabilistic PCA) (default: %(default)s)")
@@ -113,6 +114,37 @@ def build_parser() -> argparse.ArgumentParser:
                    "epoch; static: drawn once. Held-out sets are drawn once with a fixed seed (default: %(default)s)")
     p.add_argument("--val-fraction", type=float, default=_TRAIN_DEFAULTS.val_fraction,
                    help="share of the training set held out for the validation ELBO (default: %(default)s)")
+    g = p.add_argument_group("the KL weight (only beta 1 with no free bits trains on the ELBO itself; "
+                             "reported figures are always the true ELBO)")
+    g.add_argument("--beta", type=float, default=_TRAIN_DEFAULTS.beta,
+                   help="weight of the KL term (beta-VAE, https://openreview.net/forum?id=Sy2fzU9gl) (default: %(default)s)")
+    g.add_argument("--kl-warmup-steps", type=int, default=_TRAIN_DEFAULTS.kl_warmup_steps, metavar="N",
+                   help="ramp beta linearly from 0 over N optimizer steps (default: %(default)s)")
+    g.add_argument("--free-bits", type=float, default=_TRAIN_DEFAULTS.free_bits, metavar="NATS",
+                   help="each latent dimension's batch-mean KL costs at least this much "
+                   "(Kingma et al. 2016, https://arxiv.org/abs/1606.04934) (default: %(default)s)")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--lr-schedule", default=_TRAIN_DEFAULTS.lr_schedule, choices=["constant", "cosine", "step"],
+                   help="learning-rate schedule by step (default: %(default)s)")
+    g.add_argument("--lr-warmup-steps", type=int, default=_TRAIN_DEFAULTS.lr_warmup_steps, metavar="N",
+                   help="linear learning-rate warm-up (default: %(default)s)")
+    g.add_argument("--lr-step-epochs", type=_positive_int, default=_TRAIN_DEFAULTS.lr_step_epochs, metavar="E",
+                   help="for --lr-schedule step: multiply by --lr-gamma every E epochs (default: %(default)s)")
+    g.add_argument("--lr-gamma", type=_positive_float, default=_TRAIN_DEFAULTS.lr_gamma, help="(default: %(default)s)")
+    g.add_argument("--patience", type=_positive_int, metavar="E",
+                   help="stop after E epochs without a better validation figure (never during KL warm-up)")
+    g.add_argument("--grad-clip", type=_positive_float, metavar="NORM", help="clip the gradient's norm")
+    g.add_argument("--on-nan", default=_TRAIN_DEFAULTS.on_nan, choices=["stop", "skip"],
+                   help="a non-finite loss or gradient: stop with the last good checkpoint, or skip the batch "
+                   "(counted in metrics.csv) (default: %(default)s)")
+    g.add_argument("--precision", default=_TRAIN_DEFAULTS.precision, choices=["fp32", "bf16"],
+                   help="bf16: autocast the forward pass (for GPUs) (default: %(default)s)")
+    g = p.add_argument_group("checkpoints and logging")
+    g.add_argument("--resume", metavar="RUN",
+                   help="continue RUN from its last checkpoint (its own config; --epochs may extend it)")
+    g.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS",
+                   help="also checkpoint every STEPS optimizer steps (always at every epoch's end)")
+    g.add_argument("--tensorboard", action="store_true", help="write TensorBoard events to RUN/tensorboard")
     _add_device(p)
 
     p = sub.add_parser("evaluate", help="test ELBO, its parts, log-likelihood, gap, active units, probe accuracy",
@@ -192,18 +224,28 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_train(args: argparse.Namespace) -> None:
     import datetime as dt
 
-    from .train import train
+    from .train import resume, train
 
-    run_dir = args.run_dir or f"runs/{args.data.replace('/', '_')}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    model_config = ModelConfig(model=args.model, latent_dim=args.latent_dim, arch=args.arch, hidden=tuple(args.hidden),
-                               conv_channels=tuple(args.conv_channels), likelihood=args.likelihood,
-                               gaussian_variance=args.gaussian_variance)
-    train_config = TrainConfig(data=args.data, data_dir=args.data_dir, binarize=args.binarize, epochs=args.epochs,
-                               batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                               val_fraction=args.val_fraction, device=args.device, label_column=args.label_column,
-                               image_size=tuple(args.image_size) if args.image_size else None,
-                               grayscale=args.grayscale, memmap=args.memmap)
-    _, summary = train(model_config, train_config, run_dir)
+    if args.resume:
+        run_dir = args.resume
+        _, summary = resume(run_dir, epochs=args.epochs)
+    else:
+        run_dir = args.run_dir or f"runs/{Path(args.data).name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        model_config = ModelConfig(model=args.model, latent_dim=args.latent_dim, arch=args.arch,
+                                   hidden=tuple(args.hidden), conv_channels=tuple(args.conv_channels),
+                                   likelihood=args.likelihood, gaussian_variance=args.gaussian_variance)
+        options = {k: getattr(args, k) for k in (
+            "data", "data_dir", "binarize", "batch_size", "lr", "seed", "val_fraction", "device", "label_column",
+            "grayscale", "memmap", "precision", "beta", "kl_warmup_steps", "free_bits", "lr_schedule",
+            "lr_warmup_steps", "lr_step_epochs", "lr_gamma", "patience", "grad_clip", "on_nan", "checkpoint_every",
+            "tensorboard")}
+        train_config = TrainConfig(**options, epochs=args.epochs or _TRAIN_DEFAULTS.epochs,
+                                   image_size=tuple(args.image_size) if args.image_size else None)
+        _, summary = train(model_config, train_config, run_dir)
+    from .distributed import world_from_env
+
+    if not world_from_env().is_main:
+        return  # one process speaks for a torchrun launch
     print(f"run directory: {run_dir}")
     chosen = json.loads((Path(run_dir) / "config.json").read_text())["data"].get("likelihood_chosen")
     if chosen:

@@ -49,6 +49,21 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    # the KL weight: only beta = 1 with no free bits trains on the ELBO itself
+    beta: float = 1.0
+    kl_warmup_steps: int = 0  # beta ramps linearly from 0 over this many steps
+    free_bits: float = 0.0  # nats per latent dimension (Kingma et al. 2016)
+    # the learning rate
+    lr_schedule: str = "constant"  # constant | cosine | step
+    lr_warmup_steps: int = 0
+    lr_step_epochs: int = 30  # for step: multiply by lr_gamma every this many epochs
+    lr_gamma: float = 0.1
+    patience: int | None = None  # early stopping: epochs without a better validation figure
+    grad_clip: float | None = None  # clip the gradient's norm
+    on_nan: str = "stop"  # stop | skip: a non-finite loss or gradient
+    checkpoint_every: int | None = None  # steps between mid-epoch checkpoints (besides every epoch)
+    tensorboard: bool = False
 
 
 BINARIZE_MODES = ("none", "dynamic", "static")

@@ -152,21 +152,57 @@ class VAE(LatentVariableModel):
         return self.likelihood(self.decoder(z))
 
     # -- the objective -----------------------------------------------------------------------
-    def elbo(self, x: Tensor, n_samples: int = 1) -> ELBO:
+    def elbo(self, x: Tensor, n_samples: int = 1, *, noise: Tensor | None = None) -> ELBO:
         """The evidence lower bound per example, with its two parts.
 
         ``E_q[log p(x|z)]`` is estimated with ``n_samples`` reparameterized draws
         ``z = loc + scale * eps`` (gradients reach both encoder heads); the KL is exact.
+        ``noise``, shape ``(n_samples, B, latent_dim)``, gives ``eps`` explicitly (the training
+        loop draws it from the run's generator so that runs resume and shard exactly).
         """
         qz = self.encode(x)
-        z = qz.rsample((n_samples,))  # (S, B, L)
+        loc, scale = qz.base_dist.loc, qz.base_dist.scale
+        z = qz.rsample((n_samples,)) if noise is None else loc + scale * noise  # (S, B, L)
         reconstruction = self.decode(z).log_prob(x).mean(0)  # (B,)
-        kl = kl_diag_normal_standard(qz.base_dist.loc, qz.base_dist.scale)
+        kl = kl_diag_normal_standard(loc, scale)
         return ELBO(reconstruction - kl, reconstruction, kl)
 
     def objective(self, x: Tensor) -> ELBO:
-        """What training maximizes, per example: the ELBO (first field) and its parts."""
+        """What is reported, per example: the ELBO (first field) and its parts."""
         return self.elbo(x)
+
+    def draw_noise(self, n: int, generator: torch.Generator) -> Tensor:
+        """``eps ~ N(0, I)`` for ``n`` examples, ``(1, n, latent_dim)``, on the CPU."""
+        return torch.randn(1, n, self.latent_dim, generator=generator)
+
+    def training_loss(self, x: Tensor, *, beta: float = 1.0, free_bits: float = 0.0,
+                      noise: Tensor | None = None) -> tuple[Tensor, ELBO]:
+        """Per-example training loss ``(B,)`` and the true ELBO terms it was computed from.
+
+        ``loss = -(E_q[log p(x|z)] - beta * KL')``. With ``beta = 1`` and no free bits it is
+        the negative ELBO. ``beta`` weighs the KL (beta-VAE, Higgins et al. 2017; a KL warm-up
+        ramps it). Free bits (Kingma et al. 2016, eq. 15): each latent dimension's KL, averaged
+        over the batch, costs at least ``free_bits`` nats, so the encoder is not pushed to
+        collapse a dimension whose KL is already small. Either changes the objective, not
+        what is reported: the terms returned are always the true ELBO's.
+        """
+        qz = self.encode(x)
+        loc, scale = qz.base_dist.loc, qz.base_dist.scale
+        z = qz.rsample() if noise is None else loc + scale * noise[0]  # (B, L)
+        reconstruction = self.decode(z).log_prob(x)
+        kl_dims = 0.5 * (scale.square() + loc.square() - 1.0 - 2 * scale.log())  # (B, L)
+        kl = kl_dims.sum(-1)
+        penalty = kl
+        if free_bits > 0:
+            # a dimension whose batch-mean KL is below the floor costs the floor, with no gradient
+            active = kl_dims.mean(0, keepdim=True) > free_bits
+            penalty = torch.where(active, kl_dims, torch.full_like(kl_dims, free_bits)).sum(-1)
+        loss = -(reconstruction - beta * penalty)
+        return loss, ELBO(reconstruction - kl, reconstruction, kl)
+
+    def forward(self, x: Tensor, **kwargs) -> tuple[Tensor, ELBO]:
+        """:meth:`training_loss`, so that DistributedDataParallel sees the forward pass."""
+        return self.training_loss(x, **kwargs)
 
     def loss(self, x: Tensor) -> Tensor:
         """``-mean ELBO`` over the batch: what training minimizes."""

@@ -13,6 +13,7 @@ Layout::
 from __future__ import annotations
 
 import csv
+import io
 import datetime as _dt
 import json
 import os
@@ -100,11 +101,23 @@ class MetricsWriter:
     """Appends one CSV row per epoch, flushed at once so a killed run keeps its history.
 
     The header is the first row's keys, so models with other objective terms log their own.
+    ``keep_until_epoch`` (a resumed run) keeps the rows up to that epoch and appends after them.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, keep_until_epoch: int | None = None):
         self.path = path
         self.fields: list[str] | None = None
+        if keep_until_epoch is not None and path.exists():
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            kept = [r for r in rows if int(r["epoch"]) <= keep_until_epoch]
+            if rows:
+                self.fields = list(rows[0])
+                buf = io.StringIO()
+                w = csv.DictWriter(buf, self.fields)
+                w.writeheader()
+                w.writerows(kept)
+                atomic_write_bytes(path, buf.getvalue().encode())
 
     def write(self, row: dict[str, Any]) -> None:
         new = self.fields is None

@@ -1,0 +1,168 @@
+"""Training checkpoints: everything needed to continue a run exactly, in one safetensors file.
+
+Tensors (the model, the optimizer's state, the random generator's state, a partial epoch's
+sums) are safetensors tensors; counters, the optimizer's hyperparameters and the scheduler's
+state are JSON in the file's metadata. Nothing is unpickled on load, so a checkpoint executes
+no code. Files are written atomically (temporary file, flush, fsync, rename, fsync of the
+folder): a run killed at any instant leaves the previous checkpoint readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from .errors import VaekitError
+
+FORMAT = "vaekit-checkpoint-1"
+LAST = "checkpoint-last.safetensors"
+BEST = "checkpoint-best.safetensors"
+
+
+@dataclass
+class Progress:
+    """Where a run stands: counters and what early stopping and the NaN guard remember."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    batch: int = 0  # batches done in the current (incomplete) epoch; 0 at an epoch's end
+    best_val: float | None = None  # best validation objective so far
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs without improvement (early stopping)
+    nan_skipped: int = 0  # batches skipped by --on-nan skip
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, crash_after: int | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    ``crash_after`` (tests only) SIGKILLs the process after that many bytes, as a power cut
+    would, to prove that the previous file survives.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        if crash_after is not None:
+            f.write(data[:crash_after])
+            f.flush()
+            os.fsync(f.fileno())
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    progress: Progress,
+    generators: dict[str, torch.Generator],
+    tensors: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write a checkpoint of the whole training state to ``path``, atomically."""
+    blobs: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        blobs[f"model/{k}"] = v.detach().contiguous().cpu()
+    opt = optimizer.state_dict()
+    for idx, state in opt["state"].items():
+        for k, v in state.items():
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            blobs[f"optim/{idx}/{k}"] = t.detach().contiguous().cpu()
+    for name, g in generators.items():
+        blobs[f"rng/{name}"] = g.get_state()
+    for k, v in (tensors or {}).items():
+        blobs[f"extra/{k}"] = v.detach().contiguous().cpu()
+    meta = {
+        "format": FORMAT,
+        "progress": json.dumps(asdict(progress)),
+        "param_groups": json.dumps(opt["param_groups"]),
+        "scheduler": json.dumps(scheduler.state_dict()),
+    }
+    crash = os.environ.get("VAEKIT_TEST_CRASH_CHECKPOINT")  # "N:BYTES": die writing the Nth
+    crash_after = None
+    if crash:
+        nth, nbytes = (int(v) for v in crash.split(":"))
+        save_checkpoint.count = getattr(save_checkpoint, "count", 0) + 1
+        crash_after = nbytes if save_checkpoint.count == nth else None
+    write_atomic(path, save(blobs, metadata=meta), crash_after=crash_after)
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read back: apply it with :meth:`restore`."""
+
+    path: Path
+    tensors: dict[str, torch.Tensor]
+    progress: Progress
+    param_groups: list[dict[str, Any]]
+    scheduler: dict[str, Any]
+
+    def model_state(self) -> dict[str, torch.Tensor]:
+        return {k[len("model/"):]: v for k, v in self.tensors.items() if k.startswith("model/")}
+
+    def extra(self, name: str) -> torch.Tensor | None:
+        return self.tensors.get(f"extra/{name}")
+
+    def restore(self, model, optimizer, scheduler, generators: dict[str, torch.Generator]) -> None:
+        """Load model, optimizer, scheduler and generator states; refuse another model's."""
+        state = self.model_state()
+        own = model.state_dict()
+        if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+            diff = sorted(set(state) ^ set(own)) or [k for k in own if state[k].shape != own[k].shape]
+            raise VaekitError(f"{self.path}: a checkpoint of another model (differs at {diff[0]}); "
+                              "resume it with the run's own config")
+        model.load_state_dict(state)
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in self.tensors.items():
+            if k.startswith("optim/"):
+                _, idx, name = k.split("/", 2)
+                opt_state.setdefault(int(idx), {})[name] = v
+        optimizer.load_state_dict({"state": opt_state, "param_groups": self.param_groups})
+        scheduler.load_state_dict(self.scheduler)
+        for name, g in generators.items():
+            g.set_state(self.tensors[f"rng/{name}"])
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint; a truncated, corrupt or foreign file is refused in one line."""
+    path = Path(path)
+    if not path.exists():
+        raise VaekitError(f"{path}: no checkpoint (was the run stopped before its first epoch ended?)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise VaekitError(f"{path}: truncated or corrupt checkpoint ({str(e).splitlines()[0]})") from None
+    if meta.get("format") != FORMAT:
+        raise VaekitError(f"{path}: not a vaekit checkpoint (format {meta.get('format')!r})")
+    try:
+        progress = Progress(**json.loads(meta["progress"]))
+        param_groups = json.loads(meta["param_groups"])
+        scheduler = json.loads(meta["scheduler"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise VaekitError(f"{path}: unreadable checkpoint metadata ({e})") from None
+    return Checkpoint(path, tensors, progress, param_groups, scheduler)
