@@ -14,6 +14,8 @@ import csv
 import gzip
 import io
 import json
+import tokenize
+import zipfile
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -739,3 +741,45 @@ def test_reconstruct_and_evaluate_on_new_images(capsys, tmp_path, image_run):
     assert recon.shape == (5, 1, 6, 6) and ((recon >= 0) & (recon <= 1)).all()
     result = json.loads(ok(capsys, "evaluate", image_run.path, "--data", "new.npy", "--json").out)
     assert result["n_examples"] == 7 and result["split"] == "new.npy" and result["elbo"] < 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Once tracebacks, now one line each
+# ---------------------------------------------------------------------------------------------
+
+
+def test_train_refuses_npy_with_garbled_header(capsys, tmp_path):
+    (tmp_path / "garbled.npy").write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': 'garba")  # 16 bytes, as said
+    refused(capsys, tmp_path, "train", "--data", "garbled.npy", "--run-dir", "run", *TINY,
+            says=("garbled.npy", "corrupt .npy file"))
+
+
+def test_train_refuses_npz_whose_member_is_not_npy(capsys, tmp_path):
+    with zipfile.ZipFile(tmp_path / "odd.npz", "w") as z:
+        z.writestr("x.npy", b"not an array")
+    refused(capsys, tmp_path, "train", "--data", "odd.npz", "--run-dir", "run", *TINY, says=("odd.npz", "not a .npy"))
+
+
+def test_pca_on_a_memmapped_npy_is_refused_before_anything_is_written(capsys, tmp_path):
+    np.save(tmp_path / "x.npy", images(20, 4, 4).reshape(20, 16))
+    refused(capsys, tmp_path, "train", "--data", "x.npy", "--memmap", "--model", "pca", "--run-dir", "run",
+            "--latent-dim", "2", "--device", "cpu", says=("x.npy", "pca", "in memory"))
+
+
+def test_new_table_without_the_label_column_is_encoded(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 3))
+    with open(tmp_path / "t.csv", "w") as f:
+        f.write("a,b,c,label\n" + "".join(f"{r[0]},{r[1]},{r[2]},{i % 2}\n" for i, r in enumerate(x)))
+    with open(tmp_path / "new.csv", "w") as f:
+        f.write("a,b,c\n" + "".join(f"{r[0]},{r[1]},{r[2]}\n" for r in x[:4]))
+    ok(capsys, "train", "--data", "t.csv", "--label-column", "label", "--run-dir", "run", *TINY)
+    ok(capsys, "encode", "run", "--data", "new.csv", "-o", "z.npy")
+    assert np.load(tmp_path / "z.npy").shape == (4, 2)
+
+
+def test_a_tiny_file_still_gets_a_held_out_example(capsys, tmp_path):
+    np.save(tmp_path / "five.npy", images(5, 4, 4))
+    ok(capsys, "train", "--data", "five.npy", "--run-dir", "run", *TINY)
+    data = json.loads((tmp_path / "run" / "config.json").read_text())["data"]
+    assert data["n_val"] == 1 and data["n_train"] == 4

@@ -182,6 +182,8 @@ def prepare_data(cfg: TrainConfig) -> Splits:
     gen = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(n, generator=gen)
     n_val = int(round(cfg.val_fraction * n))
+    if cfg.val_fraction > 0 and n_val == 0:
+        n_val = 1  # asked for a held-out part: at least one example
     if n_val >= n:
         raise VaekitError(f"--val-fraction {cfg.val_fraction}: leaves no training examples of {n}")
     if ds.test is None and n_val == 0:
@@ -262,7 +264,9 @@ def load_labelled_split(
     info = data_info or {}
     if data_dir is None and name == train_config.data:
         data_dir = train_config.data_dir
-    ds: Dataset = load_dataset(name, data_dir, **(source_options(train_config) if _is_file(name) else {}))
+    # a file is read with the run's options; new files may lack what does not apply to them
+    options = {**source_options(train_config), "strict": data is None} if _is_file(name) else {}
+    ds: Dataset = load_dataset(name, data_dir, **options)
     if data_shape is not None and tuple(ds.shape) != tuple(data_shape):
         raise VaekitError(f"{name}: examples have shape {tuple(ds.shape)} but the model was trained on {tuple(data_shape)}")
     if info.get("columns") and ds.columns is not None and list(ds.columns) != list(info["columns"]):

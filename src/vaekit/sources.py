@@ -27,6 +27,7 @@ import inspect
 import io
 import pathlib
 import struct
+import tokenize
 import zipfile
 import zlib
 from typing import Callable, Iterator, Sequence
@@ -79,6 +80,7 @@ def load_file(
     image_size: tuple[int, int] | None = None,
     grayscale: bool = False,
     memmap: bool | None = None,
+    strict: bool = True,
 ) -> Dataset:
     """Read a user's file (or folder of images) as a :class:`~vaekit.datasets.Dataset`.
 
@@ -96,6 +98,10 @@ def load_file(
     memmap : bool or None
         ``.npy`` only: True reads rows lazily (:class:`MemmapArray`), False reads the file
         whole, None does the first for files above :data:`MEMMAP_AUTO_BYTES`.
+    strict : bool
+        True refuses an option that does not apply to this kind of file. False (new data for a
+        trained model, read with the run's options) drops such options, and a table without
+        the label column is read without labels.
 
     Returns
     -------
@@ -133,10 +139,16 @@ def load_file(
     # An option at its default (None; False for grayscale) was not given. memmap=False was:
     # its default is None (auto).
     given = {k: v for k, v in given.items() if v is not None and not (k == "grayscale" and v is False)}
-    for option in given:
-        if option not in inspect.signature(reader).parameters:
+    accepted = inspect.signature(reader).parameters
+    for option in list(given):
+        if option not in accepted:
+            if not strict:
+                del given[option]
+                continue
             takers = [_SOURCE_NOUNS[k] for k, r in SOURCES.items() if option in inspect.signature(r).parameters]
             raise VaekitError(f"{path}: --{option.replace('_', '-')} applies to {' and '.join(takers)}")
+    if not strict and "label_optional" in accepted:
+        given["label_optional"] = True
     return reader(path, **given)
 
 
@@ -310,7 +322,7 @@ def _npy_header(f, path: pathlib.Path) -> tuple[tuple[int, ...], np.dtype, int]:
             shape, fortran, dtype = npy_format.read_array_header_2_0(f)
         else:
             raise VaekitError(f"{path}: .npy format version {version} is not supported; save it with np.save")
-    except (ValueError, EOFError, SyntaxError, UnicodeDecodeError) as e:
+    except (ValueError, EOFError, SyntaxError, UnicodeDecodeError, tokenize.TokenError) as e:
         raise VaekitError(f"{path}: corrupt .npy file ({_one_line(e)})") from None
     return tuple(shape), dtype, f.tell()
 
@@ -419,11 +431,14 @@ def load_npz(path: PathLike) -> Dataset:
 
 def _npz_member(npz, name: str, path: pathlib.Path) -> np.ndarray:
     try:
-        return npz[name]
+        member = npz[name]
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise VaekitError(f"{path}[{name}]: holds Python objects (dtype object), not numbers; save a numeric array") from None
         raise
+    if not isinstance(member, np.ndarray):  # a zip member that is not a .npy comes back as bytes
+        raise VaekitError(f"{path}[{name}]: not a .npy array inside the archive")
+    return member
 
 
 def _npz_labels(where: str, y: np.ndarray, n: int) -> tuple[torch.Tensor, list[str] | None]:
@@ -556,7 +571,7 @@ def _looks_like_header(first: list[str], second: list[str] | None) -> bool:
     return any(_is_number(second[k]) for k in text)
 
 
-def _load_table(path: PathLike, delimiter: str, label_column: str | None) -> Dataset:
+def _load_table(path: PathLike, delimiter: str, label_column: str | None, label_optional: bool = False) -> Dataset:
     path = pathlib.Path(path)
     first, rows, first_lineno = _read_text_rows(path, delimiter)
     second = None
@@ -589,7 +604,13 @@ def _load_table(path: PathLike, delimiter: str, label_column: str | None) -> Dat
         i = int(ragged[0])
         raise VaekitError(f"{path}: row {rows.linenos[i]} has {int(counts[i])} fields, expected {n_fields}")
 
-    label_idx = None if label_column is None else _label_index(path, str(label_column), names, has_header)
+    label_idx = None
+    if label_column is not None:
+        try:
+            label_idx = _label_index(path, str(label_column), names, has_header)
+        except VaekitError:
+            if not label_optional:  # new data for a trained model may come without labels
+                raise
     features = [k for k in range(n_fields) if k != label_idx]
     if not features:
         raise VaekitError(f"{path}: column {names[label_idx]!r} is the only column; no features are left")
@@ -697,13 +718,13 @@ def _table_labels(
 
 
 @register_source(".csv", ".csv files")
-def load_csv(path: PathLike, *, label_column: str | None = None) -> Dataset:
+def load_csv(path: PathLike, *, label_column: str | None = None, label_optional: bool = False) -> Dataset:
     """A comma-separated table of numbers; see :func:`load_tsv` for the rules."""
-    return _load_table(path, ",", label_column)
+    return _load_table(path, ",", label_column, label_optional)
 
 
 @register_source(".tsv", ".tsv files")
-def load_tsv(path: PathLike, *, label_column: str | None = None) -> Dataset:
+def load_tsv(path: PathLike, *, label_column: str | None = None, label_optional: bool = False) -> Dataset:
     """A tab-separated table of numbers, kind ``"table"``, one example per row.
 
     The first row is a header when it has a text cell over a number in the row below (or,
@@ -714,7 +735,7 @@ def load_tsv(path: PathLike, *, label_column: str | None = None) -> Dataset:
     (empty, ``NA``, ``NaN``) and infinities are refused with their row (the file's line
     number) and column.
     """
-    return _load_table(path, "\t", label_column)
+    return _load_table(path, "\t", label_column, label_optional)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from .errors import VaekitError
 from .evaluate import evaluate
 from .model import build_model
 from . import runs
+from .checkpoint import LAST
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA, then MPS, then the CPU; a named device must be available."""
@@ -52,7 +53,8 @@ def _make_optimizer(params, lr: float) -> torch.optim.Optimizer:
 
 
 def _nonfinite_term(terms, loss: Tensor) -> str:
-    for name, t in zip(terms._fields, terms):
+    # the parts before the first field: the total (the ELBO) is non-finite whenever a part is
+    for name, t in zip(terms._fields[1:] + terms._fields[:1], terms[1:] + terms[:1]):
         if not bool(torch.isfinite(t).all()):
             return name
     return "loss"
@@ -285,6 +287,8 @@ def train(
     model = build_model(model_config)
     model.check_data(splits.train, f"dataset {train_config.data!r}")
     model.init_from_data(splits.train)
+    if hasattr(model, "fit_closed_form") and not isinstance(splits.train, Tensor):
+        raise VaekitError(f"{train_config.data}: --model pca needs the data in memory; use --no-memmap")
 
     created = run_dir is not None and not os.path.exists(run_dir)
     out = runs.prepare_run_dir(run_dir) if run_dir is not None and main else (Path(run_dir) if run_dir else None)
@@ -304,8 +308,8 @@ def train(
             fit(model, splits.train, splits.val, train_config, callback=on_epoch, batch_hook=batch_hook,
                 progress=progress, checkpoint_dir=out)
     except BaseException:
-        # a run that never finished an epoch is half-written: leave nothing behind
-        if created and main and out is not None and not (out / runs.WEIGHTS).exists():
+        # a run with neither weights nor a checkpoint to resume is half-written: leave nothing behind
+        if created and main and out is not None and not (out / runs.WEIGHTS).exists() and not (out / LAST).exists():
             shutil.rmtree(out, ignore_errors=True)
         raise
     return model, _finish(model, splits, out if main else None, train_config)
