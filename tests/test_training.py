@@ -63,8 +63,10 @@ def leftovers(run: Path) -> list[str]:
     return sorted(p.name for p in run.iterdir() if ".tmp" in p.name)
 
 
-def vaekit_process(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60):
-    return subprocess.run([sys.executable, "-m", "vaekit", *args], cwd=cwd, env={**os.environ, **(env or {})},
+def vaekit_process(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120):
+    """``python -m vaekit ARGS``; the crash switch only where ``env`` sets it."""
+    base = {k: v for k, v in os.environ.items() if k != "VAEKIT_TEST_CRASH_CHECKPOINT"}
+    return subprocess.run([sys.executable, "-m", "vaekit", *args], cwd=cwd, env={**base, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -76,6 +78,14 @@ def refused_in_one_line(code: int, out: str, err: str, *says: str) -> None:
     assert err.startswith("vaekit: error: ")
     for s in says:
         assert s in err, err
+
+
+@pytest.fixture(autouse=True)
+def no_figures(monkeypatch):
+    """Runs here skip their PNG figures (half a second each; tested with the CLI)."""
+    import vaekit.plots
+
+    monkeypatch.setattr(vaekit.plots, "save_run_figures", lambda *args, **kwargs: None)
 
 
 @pytest.fixture(scope="module")
@@ -141,9 +151,7 @@ def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, re
     assert tmp.stat().st_size == 100
     assert ckpt.load_checkpoint(run / ckpt.LAST).progress.epoch == 1
 
-    env = {k: v for k, v in os.environ.items() if k != "VAEKIT_TEST_CRASH_CHECKPOINT"}
-    resumed = subprocess.run([sys.executable, "-m", "vaekit", "train", "--resume", str(run)], cwd=tmp_path,
-                             env=env, capture_output=True, text=True, timeout=60)
+    resumed = vaekit_process("train", "--resume", str(run), cwd=tmp_path)  # no crash this time
     assert resumed.returncode == 0, resumed.stderr
     assert f"run directory: {run}" in resumed.stdout
     assert_same_weights(weights(run), reference[3])
@@ -208,11 +216,20 @@ def test_kl_beta_ramps_linearly_by_step():
     assert kl_beta(config(beta=0.8), 0) == 0.8  # no warm-up
 
 
-def test_metrics_log_beta_and_the_true_elbo(tmp_path):
-    run = tmp_path / "run"
-    cfg = config(beta=0.3, kl_warmup_steps=20)
-    train(MODEL, cfg, run, progress=False)
-    got = rows(run)
+SCHEDULED = config(beta=0.3, kl_warmup_steps=20, lr=0.01, lr_schedule="cosine", lr_warmup_steps=15)
+
+
+@pytest.fixture(scope="module")
+def scheduled_run(tmp_path_factory) -> list[dict[str, str]]:
+    """The metrics of a 3-epoch run with a KL warm-up to beta 0.3 and a warmed-up cosine lr."""
+    run = tmp_path_factory.mktemp("scheduled") / "run"
+    train(MODEL, SCHEDULED, run, progress=False)
+    return rows(run)
+
+
+def test_metrics_log_beta_and_the_true_elbo(scheduled_run):
+    """A row's beta (like its lr) is the value after its ``step`` steps: the next step's."""
+    cfg, got = SCHEDULED, scheduled_run
     assert [float(r["beta"]) for r in got] == pytest.approx([kl_beta(cfg, int(r["step"])) for r in got], abs=1e-6)
     assert float(got[0]["beta"]) == pytest.approx(0.3 * N_BATCHES / 20, abs=1e-6)  # still warming up
     for r in got:
@@ -250,21 +267,25 @@ def logvar_grad(model: VAE, loss: torch.Tensor) -> torch.Tensor:
 
 
 def test_free_bits_stop_the_kl_gradient_below_the_floor():
+    """Free bits (Kingma et al. 2016, eq. 15) by each dimension's batch-mean KL: below the floor
+    the KL pulls the encoder no more; above it, every example's KL pulls, even one under it."""
     model, x, noise = tiny_vae()
-    with torch.no_grad():  # dimensions 0 and 1 far from the prior (KL about 4.5 nats), 2 and 3 near it
-        model.encoder.loc_head.bias.copy_(torch.tensor([3.0, -3.0, 0.0, 0.0]))
-    kl_dims = model.training_loss(x, noise=noise)[1].kl  # sanity: the KL is not all in 2 and 3
-    assert kl_dims.mean() > 4
-    floor = 1.0
+    with torch.no_grad():  # dimensions 0 and 1 far from the prior, 2 and 3 near it
+        model.encoder.loc_head.bias.copy_(torch.tensor([3.0, -4.0, 0.0, 0.0]))
+    with torch.no_grad():
+        loc, scale = model.encoder.params(x)
+    kl_dims = 0.5 * (scale.square() + loc.square() - 1 - 2 * scale.log())  # (B, L)
+    floor = float(kl_dims[:, 0].mean() + kl_dims[:, 0].min()) / 2  # dimension 0: above on average only
+    assert kl_dims[:, 0].mean() > floor > kl_dims[:, 0].min()
+    assert kl_dims[:, 1].mean() > floor > kl_dims[:, 2:].mean(0).max()
+    below = torch.tensor([False, False, True, True])
+
     reconstruction_only = logvar_grad(model, -model.training_loss(x, noise=noise)[1].reconstruction)
     free = logvar_grad(model, model.training_loss(x, free_bits=floor, noise=noise)[0])
     plain = logvar_grad(model, model.training_loss(x, noise=noise)[0])
-    loc, scale = model.encoder.params(x)
-    below = (0.5 * (scale.square() + loc.square() - 1 - 2 * scale.log())).mean(0) <= floor
-    assert below.tolist() == [False, False, True, True]
     torch.testing.assert_close(free[below], reconstruction_only[below])  # the KL pulls no more
     torch.testing.assert_close(free[~below], plain[~below])  # above the floor: the full KL
-    assert not torch.allclose(plain[below], reconstruction_only[below])  # which did pull
+    assert not torch.allclose(plain[below], reconstruction_only[below], rtol=0, atol=1e-4)  # which did pull
     # with every dimension under a large floor, the loss is reconstruction plus a constant
     everything = logvar_grad(model, model.training_loss(x, free_bits=100.0, noise=noise)[0])
     torch.testing.assert_close(everything, reconstruction_only)
@@ -301,12 +322,9 @@ def test_unknown_lr_schedule_is_refused():
         lr_factor(config(lr_schedule="linear"), N_BATCHES)
 
 
-def test_metrics_lr_follows_the_schedule(tmp_path):
-    run = tmp_path / "run"
-    cfg = config(lr=0.01, lr_schedule="cosine", lr_warmup_steps=15)
-    train(MODEL, cfg, run, progress=False)
+def test_metrics_lr_follows_the_schedule(scheduled_run):
+    cfg, got = SCHEDULED, scheduled_run
     f = lr_factor(cfg, N_BATCHES)
-    got = rows(run)
     assert [float(r["lr"]) for r in got] == pytest.approx([0.01 * f(int(r["step"])) for r in got], abs=1e-6)
     assert float(got[0]["lr"]) == pytest.approx(0.01 * (N_BATCHES + 1) / 15, abs=1e-6)  # warming up
     assert float(got[-1]["lr"]) == 0  # cosine's end
@@ -314,12 +332,12 @@ def test_metrics_lr_follows_the_schedule(tmp_path):
 
 # -- 6. early stopping ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kl_warmup_steps, epochs_run", [(0, 2), (1000, 4)], ids=["stops", "warming-up"])
+@pytest.mark.parametrize("kl_warmup_steps, epochs_run", [(0, 2), (1000, 3)], ids=["stops", "warming-up"])
 def test_early_stopping_waits_for_the_kl_warmup(tmp_path, kl_warmup_steps, epochs_run):
     """lr 1e-12 leaves the weights as they were, so the validation figure cannot improve after
     epoch 1: patience 1 stops after epoch 2, unless the KL weight is still warming up."""
     run = tmp_path / "run"
-    train(MODEL, config(epochs=4, lr=1e-12, patience=1, kl_warmup_steps=kl_warmup_steps), run, progress=False)
+    train(MODEL, config(epochs=3, lr=1e-12, patience=1, kl_warmup_steps=kl_warmup_steps), run, progress=False)
     assert [int(r["epoch"]) for r in rows(run)] == list(range(1, epochs_run + 1))
     saved = ckpt.load_checkpoint(run / ckpt.LAST).progress
     assert (saved.epoch, saved.best_epoch) == (epochs_run, 1)
@@ -364,7 +382,7 @@ def test_torchrun_two_processes_train_as_one(tmp_path):
 
 # -- 8. checkpoints that are refused ----------------------------------------------------------
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def foreign_checkpoint(tmp_path_factory) -> Path:
     """The last checkpoint of a run with another latent size (3, not 4)."""
     run = tmp_path_factory.mktemp("other") / "run"
@@ -401,8 +419,6 @@ def test_checkpoint_of_another_model_is_refused_in_one_line(capsys, tmp_path, re
     refused_in_one_line(code, *capsys.readouterr(), str(run / ckpt.LAST), "another model")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: train.resume rewrites config.json and cuts metrics.csv to the "
-                   "checkpoint's epoch before fit's restore() finds the checkpoint belongs to another model")
 def test_refused_checkpoint_leaves_the_run_as_it_was(tmp_path, reference, foreign_checkpoint):
     run = copy_of(reference, tmp_path)
     shutil.copyfile(foreign_checkpoint, run / ckpt.LAST)

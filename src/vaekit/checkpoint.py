@@ -126,15 +126,19 @@ class Checkpoint:
     def extra(self, name: str) -> torch.Tensor | None:
         return self.tensors.get(f"extra/{name}")
 
-    def restore(self, model, optimizer, scheduler, generators: dict[str, torch.Generator]) -> None:
-        """Load model, optimizer, scheduler and generator states; refuse another model's."""
+    def check_model(self, model) -> None:
+        """Refuse a checkpoint whose tensors do not fit ``model`` (another architecture)."""
         state = self.model_state()
         own = model.state_dict()
         if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
             diff = sorted(set(state) ^ set(own)) or [k for k in own if state[k].shape != own[k].shape]
             raise VaekitError(f"{self.path}: a checkpoint of another model (differs at {diff[0]}); "
                               "resume it with the run's own config")
-        model.load_state_dict(state)
+
+    def restore(self, model, optimizer, scheduler, generators: dict[str, torch.Generator]) -> None:
+        """Load model, optimizer, scheduler and generator states; refuse another model's."""
+        self.check_model(model)
+        model.load_state_dict(self.model_state())
         opt_state: dict[int, dict[str, torch.Tensor]] = {}
         for k, v in self.tensors.items():
             if k.startswith("optim/"):

@@ -131,7 +131,7 @@ class MetricsWriter:
 
 
 def _fmt(v: Any) -> Any:
-    return f"{v:.6f}" if isinstance(v, float) else v
+    return f"{v:.9g}" if isinstance(v, float) else v
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, str]]:

@@ -136,7 +136,8 @@ def fit(
         saved.restore(model, optimizer, scheduler, {"gen": gen})
         state = saved.progress
         epoch_start_state = saved.tensors.get("rng/gen_epoch_start", gen.get_state())
-        partial = saved.extra("epoch_sums")
+        # the partial epoch's sums are global (summed over processes when saved): one process holds them
+        partial = saved.extra("epoch_sums") if world.is_main else None
     in_memory = isinstance(train, Tensor)
     if in_memory:
         train = train.to(device)
@@ -188,7 +189,10 @@ def fit(
             if bad is None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf"))
+                # one read of the gradients; clip_grad_norm_ would also rescale them by 1.0
+                norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grads_with_norm_(params, cfg.grad_clip, norm)
                 bad = None if bool(torch.isfinite(norm)) else "gradient"
             if world.enabled:  # every process takes the same decision
                 flag = all_reduce_sum(torch.tensor([0.0 if bad is None else 1.0], device=device), world)
@@ -211,7 +215,7 @@ def fit(
             names = terms._fields
             state.batch = b + 1
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.batch < n_batches:
-                save(ckpt.LAST, sums)
+                save(ckpt.LAST, all_reduce_sum(sums.clone().to(device), world))  # every process joins the sum
         state.batch = 0
         state.epoch = epoch
         if sums is None:
@@ -343,6 +347,7 @@ def resume(
         train_config = dataclasses.replace(train_config, epochs=epochs)
     splits = prepare_data(train_config)
     model = build_model(model_config)
+    saved.check_model(model)  # before anything in the run is touched
     if main:
         runs.write_config(out, model_config, train_config, {**info["data"]})
         for stale in out.glob(".*.tmp-*"):  # temporary files of a process that was killed
