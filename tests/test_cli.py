@@ -16,16 +16,16 @@ import math
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import ok as _ok, refused
 import torch
 
 import vaekit
 from vaekit import datasets
-from vaekit.cli import COMMANDS, main
+from vaekit.cli import COMMANDS
 
 from conftest import LATENT_DIM, TINY_MODEL
 
@@ -43,57 +43,11 @@ EXERCISED: set[str] = set()
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def vaekit_cli(capsys: pytest.CaptureFixture, *argv: object) -> Result:
-    """Run ``vaekit ARGV`` in-process; argparse's exits become a status like any other."""
-    capsys.readouterr()  # drop what came before
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return Result(code, out, err)
-
-
-def ok(capsys: pytest.CaptureFixture, *argv: object) -> Result:
-    """Run a command that must succeed, quietly on stderr, and record that it was exercised."""
-    r = vaekit_cli(capsys, *argv)
-    assert r.code == 0, r.err
-    assert "Traceback" not in r.err and "error" not in r.err.lower(), r.err
+def ok(capsys: pytest.CaptureFixture, *argv: object):
+    """Run a command that must succeed, and record that it was exercised."""
+    r = _ok(capsys, *argv)
     EXERCISED.add(str(argv[0]))
     return r
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` (hidden ones included), by relative path; folders as b'/'."""
-    return {str(p.relative_to(folder)): (b"/" if p.is_dir() else p.read_bytes()) for p in sorted(folder.rglob("*"))}
-
-
-def refused(capsys: pytest.CaptureFixture, watch: Path, *argv: object, says: tuple[str, ...]) -> str:
-    """Run a command that must be refused; returns its one line of stderr.
-
-    ``says``: substrings the line must hold (the input it names, the problem). Nothing under
-    ``watch`` may be created, changed or removed.
-    """
-    before = snapshot(watch)
-    r = vaekit_cli(capsys, *argv)
-    assert r.code == 2, (r.code, r.err)
-    assert "Traceback" not in r.err
-    lines = r.err.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{r.err}"
-    line = lines[0]
-    assert line.startswith("vaekit") and ": error: " in line, line
-    for s in says:
-        assert s in line, f"{s!r} not in {line!r}"
-    assert r.out == ""
-    assert snapshot(watch) == before, "a refused command wrote or changed files"
-    return line
 
 
 def load_npy(path: Path) -> np.ndarray:

@@ -20,7 +20,7 @@ import math
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import Independent, Normal
 
 from . import ppca

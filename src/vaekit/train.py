@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 
 from .config import ModelConfig, TrainConfig
 from .data import choose_likelihood, prepare_data, value_range
-from .datasets import binarize
 from .errors import VaekitError
 from .evaluate import evaluate
 from .model import build_model
