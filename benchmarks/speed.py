@@ -1,0 +1,577 @@
+"""Speed of vaekit against a plain PyTorch loop and pythae, on the same data in one run.
+
+Usage (from the repository root)::
+
+    python benchmarks/speed.py --data-dir ../shared/data/mnist --epochs 3 [--out benchmarks/results]
+    python benchmarks/speed.py --tiny --out /tmp/speed   # synthetic data, seconds: what the tests run
+
+It measures, in one run and on one machine:
+
+1. the machine's peak: the best fp32 ``torch.mm`` throughput at torch's current thread count,
+   on the training shapes (forward and both backward products of the large layers) and a
+   2048^3 square;
+2. training on MNIST grey levels in [0, 1] with the Bernoulli (cross-entropy) likelihood and
+   Adam lr 1e-3: the 784-400-20 VAE of pytorch/examples at batch 128 (vaekit against a plain
+   loop in that example's style) and pythae's default MNIST VAE, 784-512-16 at batch 100
+   (pythae against vaekit with the same sizes). Each contender runs in its own process (this
+   script with ``--worker NAME``) so that its peak memory is its own;
+3. the importance-weighted log-likelihood (K = 1000 on 1000 test images): vaekit's
+   ``log_likelihood`` against pythae's ``get_nll``, on the same weights (the pythae model
+   trained above, copied into a vaekit model), with the Monte Carlo standard error.
+
+It writes ``speed.json`` and ``speed.md`` to ``--out`` and prints the Markdown.
+pythae is an optional extra (``pip install -e ".[bench]"``); without it its rows are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import importlib.util
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DATA_SHAPE = (1, 28, 28)
+DIM = math.prod(DATA_SHAPE)
+
+# The training contenders: (key, library, hidden width, latent size, batch). The first two are
+# pytorch/examples' vae/main.py model; the last two are pythae's default MLP VAE for MNIST.
+CONTENDERS = {
+    "vaekit-784-400-20": dict(library="vaekit", hidden=400, latent=20, batch=128),
+    "plain-784-400-20": dict(library="plain", hidden=400, latent=20, batch=128),
+    "pythae-784-512-16": dict(library="pythae", hidden=512, latent=16, batch=100),
+    "vaekit-784-512-16": dict(library="vaekit", hidden=512, latent=16, batch=100),
+}
+LABELS = {"vaekit": "vaekit `fit`", "plain": "plain PyTorch loop (pytorch/examples style)",
+          "pythae": "pythae `TrainingPipeline`"}
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+def _read_idx(path: Path) -> torch.Tensor:
+    """An IDX file of uint8 images (gzipped or not) as a uint8 tensor ``(N, H, W)``."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    magic, n, h, w = struct.unpack(">IIII", raw[:16])
+    if magic != 2051:
+        raise SystemExit(f"{path}: not an IDX image file (magic {magic})")
+    return torch.frombuffer(bytearray(raw[16:]), dtype=torch.uint8).reshape(n, h, w)
+
+
+def _find(data_dir: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem):
+        if (data_dir / name).exists():
+            return data_dir / name
+    raise SystemExit(f"{data_dir}: no {stem}[.gz]; pass --data-dir with MNIST's four IDX files, or --tiny")
+
+
+def load_data(args) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and test images, float32 ``(N, 1, 28, 28)`` grey levels in [0, 1] (no binarization).
+
+    Read here rather than with vaekit's loader so that the plain and pythae workers import
+    nothing of vaekit (their peak memory stays their own).
+    """
+    if args.tiny:
+        # a few hundred synthetic grey-level images: skewed towards 0 like MNIST's background
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(256 + 20, *DATA_SHAPE, generator=g) ** 4
+        return x[:256], x[256:]
+    d = Path(args.data_dir)
+    train = _read_idx(_find(d, "train-images-idx3-ubyte"))
+    test = _read_idx(_find(d, "t10k-images-idx3-ubyte"))
+    return (train.float().div_(255).unsqueeze(1), test.float().div_(255).unsqueeze(1))
+
+
+# -- the machine's peak ----------------------------------------------------------------------------
+
+def _time_mm(a: torch.Tensor, b: torch.Tensor, target_s: float, repeats: int) -> float:
+    """Median seconds of one ``torch.mm(a, b)`` after warm-up, each timing long enough to trust."""
+    for _ in range(3):
+        torch.mm(a, b)
+    t0 = time.perf_counter()
+    torch.mm(a, b)
+    one = max(time.perf_counter() - t0, 1e-6)
+    inner = max(1, int(target_s / one))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            torch.mm(a, b)
+        times.append((time.perf_counter() - t0) / inner)
+    return statistics.median(times)
+
+
+def machine_peak(tiny: bool) -> dict[str, Any]:
+    """GFLOP/s of ``torch.mm`` on the training shapes and a large square; the max is the peak.
+
+    ``nn.Linear`` computes ``x W^T`` (forward), ``g W`` (gradient of the input) and ``g^T x``
+    (gradient of the weight), so each large layer is timed in those three layouts.
+    """
+    g = torch.Generator().manual_seed(0)
+    rand = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    rows = []
+    for batch, (n_in, n_out) in [(128, (784, 400)), (128, (400, 784)), (100, (784, 512)), (100, (512, 784))]:
+        x, w, gr = rand(batch, n_in), rand(n_out, n_in), rand(batch, n_out)
+        for what, a, b in (("forward x W^T", x, w.t()), ("backward g W", gr, w), ("backward g^T x", gr.t(), x)):
+            rows.append((f"({a.shape[0]}x{a.shape[1]}) @ ({b.shape[0]}x{b.shape[1]}), {what}", a, b))
+    n = 512 if tiny else 2048
+    rows.append((f"({n}x{n}) @ ({n}x{n}), square", rand(n, n), rand(n, n)))
+    shapes = []
+    for name, a, b in rows:
+        s = _time_mm(a, b, target_s=0.002 if tiny else 0.02, repeats=3 if tiny else 9)
+        flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
+        shapes.append({"product": name, "seconds": s, "gflops": flops / s / 1e9})
+    return {"gflops": max(r["gflops"] for r in shapes), "threads": torch.get_num_threads(), "shapes": shapes}
+
+
+def flops_per_example(hidden: int, latent: int) -> int:
+    """Matrix-product FLOPs per training example of the one-hidden-layer MLP VAE.
+
+    ``2 * in * out`` per Linear forward, times 3 for forward and backward (the first layer needs
+    no input gradient, so this slightly overstates the work: the fraction of peak is a ceiling).
+    """
+    layers = [(DIM, hidden), (hidden, latent), (hidden, latent), (latent, hidden), (hidden, DIM)]
+    return 3 * sum(2 * i * o for i, o in layers)
+
+
+# -- workers: one contender each, in its own process ------------------------------------------------
+
+def _peak_rss_mib() -> float:
+    # Linux reports kilobytes, macOS bytes
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def _timed_epochs(seconds: list[float], n_train: int) -> dict[str, Any]:
+    later = seconds[1:] or seconds  # the first epoch pays for warm-up
+    med = statistics.median(later)
+    return {"epoch_seconds": seconds, "seconds_per_epoch": med, "images_per_second": n_train / med}
+
+
+def worker_vaekit(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any]:
+    from safetensors.torch import save_file
+
+    from vaekit import VAE, ModelConfig, TrainConfig, evaluate, fit
+
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(hidden=(spec["hidden"],), latent_dim=spec["latent"], likelihood="bernoulli",
+                            data_shape=DATA_SHAPE))
+    model.init_from_data(x_train)  # as vaekit.train does: output bias at the data's mean
+    cfg = TrainConfig(epochs=args.epochs, batch_size=spec["batch"], lr=1e-3, binarize="none",
+                      val_fraction=0.0, seed=0, device=args.device)
+    rows = fit(model, x_train, None, cfg, progress=False)
+    out = _timed_epochs([r["seconds"] for r in rows], len(x_train))
+    out["test_neg_elbo"] = -evaluate(model, x_test)["elbo"]
+    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp / f"{args.worker}.safetensors"))
+    return out
+
+
+def worker_plain(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any]:
+    """A training loop written the way pytorch/examples' ``vae/main.py`` writes it."""
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.utils.data import DataLoader, Dataset
+
+    class Images(Dataset):
+        """One image tensor at a time; the DataLoader collates them into batches."""
+
+        def __init__(self, images: torch.Tensor):
+            self.images = images
+
+        def __len__(self) -> int:
+            return len(self.images)
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return self.images[i]
+
+    class VAE(nn.Module):
+        def __init__(self, dim: int, hidden: int, latent: int):
+            super().__init__()
+            self.dim = dim
+            self.fc1 = nn.Linear(dim, hidden)
+            self.fc21 = nn.Linear(hidden, latent)  # mean
+            self.fc22 = nn.Linear(hidden, latent)  # log-variance
+            self.fc3 = nn.Linear(latent, hidden)
+            self.fc4 = nn.Linear(hidden, dim)
+
+        def encode(self, x):
+            h1 = F.relu(self.fc1(x))
+            return self.fc21(h1), self.fc22(h1)
+
+        def reparameterize(self, mu, logvar):
+            std = torch.exp(0.5 * logvar)
+            eps = torch.randn_like(std)
+            return mu + eps * std
+
+        def decode(self, z):
+            h3 = F.relu(self.fc3(z))
+            return torch.sigmoid(self.fc4(h3))
+
+        def forward(self, x):
+            mu, logvar = self.encode(x.view(-1, self.dim))
+            z = self.reparameterize(mu, logvar)
+            return self.decode(z), mu, logvar
+
+    def loss_function(recon_x, x, mu, logvar):
+        bce = F.binary_cross_entropy(recon_x, x.view(-1, recon_x.shape[-1]), reduction="sum")
+        # Kingma and Welling (2013), appendix B: -KL(q(z|x) || N(0, I)) in closed form
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        return bce + kld
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model = VAE(DIM, spec["hidden"], spec["latent"]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train_loader = DataLoader(Images(x_train), batch_size=spec["batch"], shuffle=True)
+    test_loader = DataLoader(Images(x_test), batch_size=spec["batch"], shuffle=False)
+    seconds = []
+    for _ in range(args.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        train_loss = 0.0
+        for data in train_loader:
+            data = data.to(device)
+            optimizer.zero_grad()
+            recon_batch, mu, logvar = model(data)
+            loss = loss_function(recon_batch, data, mu, logvar)
+            loss.backward()
+            train_loss += loss.item()
+            optimizer.step()
+        seconds.append(time.perf_counter() - t0)
+    model.eval()
+    test_loss = 0.0
+    with torch.no_grad():
+        for data in test_loader:
+            data = data.to(device)
+            recon_batch, mu, logvar = model(data)
+            test_loss += loss_function(recon_batch, data, mu, logvar).item()
+    out = _timed_epochs(seconds, len(x_train))
+    out["test_neg_elbo"] = test_loss / len(test_loader.dataset)
+    return out
+
+
+def _pythae_model(latent: int):
+    from pythae.models import VAE, VAEConfig
+
+    # pythae's default reconstruction loss is "mse"; "bce" is the Bernoulli cross-entropy
+    return VAE(VAEConfig(input_dim=DATA_SHAPE, latent_dim=latent, reconstruction_loss="bce"))
+
+
+def worker_pythae(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any]:
+    from pythae.data.datasets import DatasetOutput
+    from pythae.pipelines import TrainingPipeline
+    from pythae.trainers import BaseTrainerConfig
+    from pythae.trainers.training_callbacks import TrainingCallback
+    from safetensors.torch import save_file
+
+    class EpochTimer(TrainingCallback):
+        def __init__(self):
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, training_config, **kwargs):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, training_config, **kwargs):
+            self.seconds.append(time.perf_counter() - self.t0)
+
+    torch.manual_seed(0)
+    model = _pythae_model(spec["latent"])
+    cfg = BaseTrainerConfig(output_dir=str(tmp / "pythae-run"), num_epochs=args.epochs, learning_rate=1e-3,
+                            per_device_train_batch_size=spec["batch"], per_device_eval_batch_size=spec["batch"],
+                            seed=0, no_cuda=args.device == "cpu")
+    timer = EpochTimer()
+    TrainingPipeline(model=model, training_config=cfg)(train_data=x_train, callbacks=[timer])
+    # its own figure: the mean of the model's loss (BCE summed over pixels + KL) over the test set
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(x_test), spec["batch"]):
+            xb = x_test[i : i + spec["batch"]].to(model.device)
+            total += float(model(DatasetOutput(data=xb)).loss) * len(xb)
+    out = _timed_epochs(timer.seconds, len(x_train))
+    out["test_neg_elbo"] = total / len(x_test)
+    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp / f"{args.worker}.safetensors"))
+    return out
+
+
+# pythae's Encoder_VAE_MLP / Decoder_AE_MLP parameter names -> vaekit's mlp networks. pythae's
+# decoder ends in a sigmoid; vaekit's outputs the logits before it (the Bernoulli likelihood).
+PYTHAE_TO_VAEKIT = {
+    "encoder.layers.0.0": "encoder.trunk.1",  # 784 -> 512, ReLU
+    "encoder.embedding": "encoder.loc_head",  # 512 -> 16, the mean
+    "encoder.log_var": "encoder.logvar_head",  # 512 -> 16, log sigma^2
+    "decoder.layers.0.0": "decoder.net.0",  # 16 -> 512, ReLU
+    "decoder.layers.1.0": "decoder.net.2",  # 512 -> 784, then pythae's sigmoid
+}
+
+
+def _vaekit_from_pythae(state: dict[str, torch.Tensor], latent: int):
+    from vaekit import VAE, ModelConfig
+
+    model = VAE(ModelConfig(hidden=(512,), latent_dim=latent, likelihood="bernoulli", data_shape=DATA_SHAPE))
+    mapped = {}
+    for k, v in state.items():
+        prefix, leaf = k.rsplit(".", 1)
+        mapped[f"{PYTHAE_TO_VAEKIT[prefix]}.{leaf}"] = v
+    model.load_state_dict(mapped, strict=True)  # every parameter, and nothing else
+    return model
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - t0
+
+
+def worker_eval(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any]:
+    """The importance-weighted log-likelihood: vaekit against pythae on the same weights."""
+    from safetensors.torch import load_file
+
+    from vaekit import VAE, ModelConfig
+    from vaekit.estimators import log_likelihood
+
+    k = 10 if args.tiny else args.n_importance
+    x = x_test[: 20 if args.tiny else args.n_examples]
+    out: dict[str, Any] = {"n_importance": k, "n_examples": len(x)}
+
+    own = tmp / "vaekit-784-512-16.safetensors"
+    if own.exists():
+        model = VAE(ModelConfig(hidden=(512,), latent_dim=16, likelihood="bernoulli", data_shape=DATA_SHAPE))
+        model.load_state_dict(load_file(str(own)))
+        ll, s = _timed(lambda: log_likelihood(model, x, k))
+        out["vaekit_own_weights"] = {"seconds": s, "log_likelihood": float(ll.mean())}
+
+    theirs = tmp / "pythae-784-512-16.safetensors"
+    if not theirs.exists():
+        return out
+    state = load_file(str(theirs))
+    pmodel = _pythae_model(16)
+    pmodel.load_state_dict(state)
+    pmodel.eval()
+    vmodel = _vaekit_from_pythae(state, 16)
+    vmodel.eval()
+    with torch.no_grad():  # the copy is exact: same means, log-variances and decoder means
+        enc = pmodel.encoder(x)
+        qz = vmodel.encode(x)
+        z = enc.embedding
+        weights_max_abs_diff = max(
+            float((qz.mean - enc.embedding).abs().max()),
+            float((2 * qz.stddev.log() - enc.log_covariance).abs().max()),
+            float((vmodel.decode(z).mean - pmodel.decoder(z).reconstruction.flatten(1).view_as(x)).abs().max()),
+        )
+    # two independent runs of vaekit: their per-example differences give the Monte Carlo error
+    ll0, s0 = _timed(lambda: log_likelihood(vmodel, x, k, generator_seed=0))
+    ll1, s1 = _timed(lambda: log_likelihood(vmodel, x, k, generator_seed=1))
+    torch.manual_seed(0)
+    # pythae's get_nll returns the mean log-likelihood (a negative number) despite its name
+    pythae_ll, sp = _timed(lambda: float(pmodel.get_nll(x, n_samples=k)))
+    diff = (ll0 - ll1).double()
+    # one estimate's per-example MC variance is var(diff) / 2; its mean over N examples has
+    # standard error sqrt(var(diff) / 2 / N); two independent estimators differ by sqrt(2) of that
+    se_mean = float(diff.var() / 2 / len(x)) ** 0.5 if len(x) > 1 else float("nan")
+    se_diff = se_mean * 2 ** 0.5
+    gap = float(ll0.mean()) - pythae_ll
+    out.update(
+        weights_max_abs_diff=weights_max_abs_diff,
+        vaekit={"seconds": s0, "seconds_second_run": s1, "log_likelihood": float(ll0.mean()),
+                "log_likelihood_second_run": float(ll1.mean()), "standard_error": se_mean},
+        pythae={"seconds": sp, "log_likelihood": pythae_ll,
+                "samples_used": 100 * max(1, k // 100)},  # get_nll draws whole batches of 100
+        difference=gap, difference_standard_error=se_diff,
+        # only comparable when pythae drew the K asked for (it draws whole batches of 100)
+        agree=bool(abs(gap) <= 3 * se_diff) if 100 * max(1, k // 100) == k else None,
+    )
+    return out
+
+
+WORKERS = {"vaekit": worker_vaekit, "plain": worker_plain, "pythae": worker_pythae, "eval": worker_eval}
+
+
+def run_worker_here(args) -> int:
+    """``--worker NAME``: run one contender in this process and write its JSON to ``--tmp``."""
+    t0 = time.perf_counter()
+    load_start = os.getloadavg()[0]
+    tmp = Path(args.tmp)
+    spec = CONTENDERS.get(args.worker, dict(library="eval"))
+    x_train, x_test = load_data(args)
+    rss_data = _peak_rss_mib()
+    out = WORKERS[spec["library"]](spec, args, x_train, x_test, tmp)
+    out.update(peak_rss_mib=_peak_rss_mib(), rss_after_data_mib=rss_data, threads=torch.get_num_threads(),
+               n_train=len(x_train), n_test=len(x_test), total_seconds=time.perf_counter() - t0,
+               load_average_1min_start_end=[round(load_start, 2), round(os.getloadavg()[0], 2)])
+    (tmp / f"{args.worker}.json").write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def spawn(name: str, args, tmp: Path) -> dict[str, Any]:
+    """Run ``--worker name`` in a fresh process; its result, or the error it ended with."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--tmp", str(tmp), "--epochs", str(args.epochs),
+           "--device", args.device, "--n-importance", str(args.n_importance), "--n-examples", str(args.n_examples)]
+    cmd += ["--tiny"] if args.tiny else ["--data-dir", str(args.data_dir)]
+    print(f"[speed] {name} ...", file=sys.stderr, flush=True)
+    log = tmp / f"{name}.log"
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    result = tmp / f"{name}.json"
+    if proc.returncode != 0 or not result.exists():
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        print(f"[speed] {name} failed (exit {proc.returncode}):\n{tail}", file=sys.stderr)
+        return {"error": f"exit {proc.returncode}: {tail.strip().splitlines()[-1] if tail.strip() else ''}"}
+    return json.loads(result.read_text())
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+def _f(v, fmt: str) -> str:
+    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"## Speed: vaekit, a plain PyTorch loop and pythae ({r['date']})",
+        "",
+        f"Command: `{r['command']}`  ",
+        f"Machine: {m['platform']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} threads; "
+        f"load average {m['load_average_1min_start_end'][0]:.2f} at the start, "
+        f"{m['load_average_1min_start_end'][1]:.2f} at the end; "
+        f"data: {r['data']}; {r['epochs']} epochs; whole run {r['runtime_seconds']:.0f} s.",
+        "",
+        f"Machine peak (best fp32 `torch.mm`, median of repeats): **{r['peak']['gflops']:.1f} GFLOP/s** "
+        f"({max(r['peak']['shapes'], key=lambda s: s['gflops'])['product']}).",
+        "",
+        "| model | contender | batch | s/epoch | images/s | peak RSS (MiB) | % of peak | test −ELBO (nats) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, spec in CONTENDERS.items():
+        t = r["training"][key]
+        model = f"784-{spec['hidden']}-{spec['latent']}"
+        who = LABELS[spec["library"]]
+        if "skipped" in t or "error" in t:
+            lines.append(f"| {model} | {who} | {spec['batch']} | {'skipped: ' + t['skipped'] if 'skipped' in t else 'failed: ' + t['error']} | | | | |")
+            continue
+        lines.append(f"| {model} | {who} | {spec['batch']} | {_f(t['seconds_per_epoch'], '.2f')} | "
+                     f"{_f(t['images_per_second'], ',.0f')} | {_f(t['peak_rss_mib'], '.0f')} | "
+                     f"{_f(100 * t['fraction_of_peak'], '.1f')} | {_f(t['test_neg_elbo'], '.2f')} |")
+    lines += ["", "s/epoch: median of the epochs after the first. % of peak: matrix-product FLOPs "
+              "(2·batch·in·out per Linear, ×3 for forward and backward) per second over the machine peak. "
+              "Peak RSS: `ru_maxrss` of the contender's own process (data loading included)."]
+    e = r["evaluation"]
+    lines += ["", f"Importance-weighted log p(x), K = {e.get('n_importance')}, first {e.get('n_examples')} test images "
+              "(784-512-16 weights):", "",
+              "| estimator | weights | seconds | log p(x) (nats) |", "|---|---|---|---|"]
+    if "vaekit" in e:
+        v, p = e["vaekit"], e["pythae"]
+        lines.append(f"| vaekit `log_likelihood` | pythae-trained, copied | {v['seconds']:.1f} (2nd run {v['seconds_second_run']:.1f}) | "
+                     f"{v['log_likelihood']:.3f} ± {v['standard_error']:.3f} (2nd run {v['log_likelihood_second_run']:.3f}) |")
+        lines.append(f"| pythae `get_nll` | pythae-trained | {p['seconds']:.1f} | {p['log_likelihood']:.3f} |")
+    if "vaekit_own_weights" in e:
+        o = e["vaekit_own_weights"]
+        lines.append(f"| vaekit `log_likelihood` | vaekit-trained | {o['seconds']:.1f} | {o['log_likelihood']:.3f} |")
+    if "vaekit" in e:
+        verdict = {True: "agree within 3 standard errors", False: "DISAGREE beyond 3 standard errors",
+                   None: "not comparable: pythae drew a different K"}[e["agree"]]
+        lines += ["", f"Same weights (copy checked: max abs difference {e['weights_max_abs_diff']:.1e}): vaekit − pythae = "
+                  f"{e['difference']:+.3f} nats, Monte Carlo standard error of the difference {e['difference_standard_error']:.3f} "
+                  f"(from two independent vaekit runs): **{verdict}**. "
+                  f"pythae's `get_nll` returns the mean log-likelihood, not its negative; it used "
+                  f"{e['pythae']['samples_used']} samples per example."]
+    if "error" in e:
+        lines += ["", f"Evaluation failed: {e['error']}"]
+    if r["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(r["skipped"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default="../shared/data/mnist", help="MNIST's four IDX files (gzipped or not)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--out", default="benchmarks/results", help="folder for speed.json and speed.md")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--n-importance", type=int, default=1000, help="K for the log-likelihood")
+    p.add_argument("--n-examples", type=int, default=1000, help="test images for the log-likelihood")
+    p.add_argument("--tiny", action="store_true", help="synthetic data, 1 epoch, K=10, 20 test images (the tests)")
+    p.add_argument("--with-pythae", action="store_true", help="run pythae under --tiny too")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--tmp", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.tiny and args.worker is None:
+        args.epochs = 1
+    if args.worker:
+        return run_worker_here(args)
+
+    t_start = time.perf_counter()
+    if not args.tiny and not Path(args.data_dir).is_dir():
+        raise SystemExit(f"--data-dir {args.data_dir}: not a folder; pass MNIST's folder, or --tiny")
+    skipped = []
+    has_pythae = importlib.util.find_spec("pythae") is not None
+    run_pythae = has_pythae and (not args.tiny or args.with_pythae)
+    if not has_pythae:
+        skipped.append("pythae (not installed: pip install -e \".[bench]\")")
+    elif not run_pythae:
+        skipped.append("pythae (--tiny without --with-pythae)")
+
+    load_start = os.getloadavg()  # other work on the machine skews every timing: recorded
+    print("[speed] machine peak ...", file=sys.stderr, flush=True)
+    peak = machine_peak(args.tiny)
+    training: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="vaekit-speed-") as d:
+        tmp = Path(d)
+        for key, spec in CONTENDERS.items():
+            if spec["library"] == "pythae" and not run_pythae:
+                training[key] = {"skipped": "pythae not installed" if not has_pythae else "--tiny"}
+                continue
+            t = spawn(key, args, tmp)
+            if "error" not in t:
+                flops = flops_per_example(spec["hidden"], spec["latent"])
+                t["flops_per_example"] = flops
+                t["fraction_of_peak"] = flops * t["images_per_second"] / 1e9 / peak["gflops"]
+            training[key] = {**spec, **t}
+        evaluation = spawn("eval", args, tmp)
+
+    cmd = " ".join(["python", "benchmarks/speed.py", *(sys.argv[1:] if argv is None else argv)])
+    results = {
+        "date": dt.date.today().isoformat(),
+        "command": cmd,
+        "machine": {"platform": f"{platform.system()} {platform.machine()}", "processor": platform.processor(),
+                    "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "python": platform.python_version(),
+                    "load_average_1min_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)]},
+        "data": "synthetic (--tiny)" if args.tiny else "MNIST grey levels in [0, 1], 60000 train / 10000 test",
+        "epochs": args.epochs,
+        "peak": peak,
+        "training": training,
+        "evaluation": evaluation,
+        "skipped": skipped,
+        "runtime_seconds": time.perf_counter() - t_start,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(results, indent=2))
+    table = markdown(results)
+    (out / "speed.md").write_text(table)
+    print(table)
+    failed = [k for k, t in training.items() if "error" in t] + (["eval"] if "error" in evaluation else [])
+    if failed:
+        print(f"[speed] failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The speed benchmark runs end to end on tiny synthetic data (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEED = ROOT / "benchmarks" / "speed.py"
+
+TRAINING_FIGURES = ("seconds_per_epoch", "images_per_second", "peak_rss_mib", "fraction_of_peak", "test_neg_elbo")
+
+
+def test_speed_tiny_writes_json_and_table(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, str(SPEED), "--tiny", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    results = json.loads((out / "speed.json").read_text())
+    for key in ("date", "command", "machine", "peak", "training", "evaluation", "skipped", "runtime_seconds"):
+        assert key in results
+    assert {"cores", "torch", "threads"} <= set(results["machine"])
+    assert math.isfinite(results["peak"]["gflops"]) and results["peak"]["gflops"] > 0
+    for contender in ("vaekit-784-400-20", "plain-784-400-20", "vaekit-784-512-16"):
+        row = results["training"][contender]
+        assert "error" not in row, row
+        for figure in TRAINING_FIGURES:
+            assert math.isfinite(row[figure]) and row[figure] > 0, (contender, figure, row[figure])
+    # under --tiny pythae is skipped (unless --with-pythae), and says so
+    assert "skipped" in results["training"]["pythae-784-512-16"]
+    assert any("pythae" in s for s in results["skipped"])
+    evaluation = results["evaluation"]
+    assert evaluation["n_importance"] == 10 and evaluation["n_examples"] == 20
+    assert math.isfinite(evaluation["vaekit_own_weights"]["seconds"])
+    assert math.isfinite(evaluation["vaekit_own_weights"]["log_likelihood"])
+
+    table = (out / "speed.md").read_text()
+    assert "| model | contender |" in table and "vaekit" in table and "skipped" in table
+    assert table.strip() in proc.stdout  # the table is printed too
