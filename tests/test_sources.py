@@ -83,6 +83,7 @@ def _nan_array():
         (np.array([["a", "b"]]), "dtype <U1 is not numeric"),
         (np.ones((2, 2), dtype=complex), "dtype complex128 is not numeric"),
         (_nan_array(), "2 values are NaN or infinite as float32 (first at index (1, 2))"),
+        (np.array([[1e300]]), "1 value is NaN or infinite as float32 (first at index (0, 0))"),
         (np.arange(5.0), "array has shape (5,); expected N x D, N x H x W or N x C x H x W"),
         (np.zeros((1, 1, 1, 1, 1)), "array has shape (1, 1, 1, 1, 1)"),
         (np.zeros((0, 64)), "holds no examples"),

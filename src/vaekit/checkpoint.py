@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from .errors import VaekitError
+from .runs import atomic_write_bytes
 
 FORMAT = "vaekit-checkpoint-1"
 LAST = "checkpoint-last.safetensors"
@@ -38,39 +39,6 @@ class Progress:
     bad_epochs: int = 0  # epochs without improvement (early stopping)
     nan_skipped: int = 0  # batches skipped by --on-nan skip
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, *, crash_after: int | None = None) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename.
-
-    ``crash_after`` (tests only) SIGKILLs the process after that many bytes, as a power cut
-    would, to prove that the previous file survives.
-    """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        if crash_after is not None:
-            f.write(data[:crash_after])
-            f.flush()
-            os.fsync(f.fileno())
-            import signal
-
-            os.kill(os.getpid(), signal.SIGKILL)
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def save_checkpoint(
@@ -107,7 +75,7 @@ def save_checkpoint(
         nth, nbytes = (int(v) for v in crash.split(":"))
         save_checkpoint.count = getattr(save_checkpoint, "count", 0) + 1
         crash_after = nbytes if save_checkpoint.count == nth else None
-    write_atomic(path, save(blobs, metadata=meta), crash_after=crash_after)
+    atomic_write_bytes(path, save(blobs, metadata=meta), crash_after=crash_after)
 
 
 @dataclass

@@ -51,14 +51,34 @@ def versions() -> dict[str, str]:
     }
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half."""
+def atomic_write_bytes(path: Path, data: bytes, *, crash_after: int | None = None) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half:
+    a temporary file, flush, fsync, rename, then fsync of the folder.
+
+    ``crash_after`` (tests only) SIGKILLs the process after that many bytes, as a power cut
+    would, to prove that the previous file survives.
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
+        if crash_after is not None:
+            import signal
+
+            f.write(data[:crash_after])
+            f.flush()
+            os.fsync(f.fileno())
+            os.kill(os.getpid(), signal.SIGKILL)
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -51,7 +51,7 @@ def _make_optimizer(params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
-def _nonfinite_term(terms, loss: Tensor) -> str:
+def _nonfinite_term(terms) -> str:
     # the parts before the first field: the total (the ELBO) is non-finite whenever a part is
     for name, t in zip(terms._fields[1:] + terms._fields[:1], terms[1:] + terms[:1]):
         if not bool(torch.isfinite(t).all()):
@@ -184,7 +184,7 @@ def fit(
                                       noise=None if noise is None else noise[:, mine].to(device))
             # sum / G * world.size: DDP's gradient average is then the global batch's mean
             loss = loss_vec.float().sum() * (world.size / G)
-            bad = None if bool(torch.isfinite(loss)) else _nonfinite_term(terms, loss)
+            bad = None if bool(torch.isfinite(loss)) else _nonfinite_term(terms)
             if bad is None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
