@@ -25,7 +25,8 @@ def test_speed_tiny_writes_json_and_table(tmp_path: Path) -> None:
         assert key in results
     assert {"cores", "torch", "threads"} <= set(results["machine"])
     assert math.isfinite(results["peak"]["gflops"]) and results["peak"]["gflops"] > 0
-    for contender in ("vaekit-784-400-20", "plain-784-400-20", "vaekit-784-512-16"):
+    for contender in ("vaekit-784-400-20", "plain-784-400-20", "plain-tensor-784-400-20", "bare-784-400-20",
+                      "vaekit-784-512-16"):
         row = results["training"][contender]
         assert "error" not in row, row
         for figure in TRAINING_FIGURES:
@@ -38,6 +39,14 @@ def test_speed_tiny_writes_json_and_table(tmp_path: Path) -> None:
     assert math.isfinite(evaluation["vaekit_own_weights"]["seconds"])
     assert math.isfinite(evaluation["vaekit_own_weights"]["log_likelihood"])
 
+    # every ratio with both sides measured is a positive number; pythae's are absent under --tiny
+    ratios = results["ratios"]
+    for name in ("training_vs_plain", "training_vs_plain_tensor", "training_vs_bare", "peak_rss_vs_plain",
+                 "mm_floor_fraction_784_400_20"):
+        assert math.isfinite(ratios[name]) and ratios[name] > 0, (name, ratios[name])
+    assert ratios["training_vs_pythae"] is None and ratios["evaluation_vs_pythae"] is None
+
     table = (out / "speed.md").read_text()
     assert "| model | contender |" in table and "vaekit" in table and "skipped" in table
+    assert "| ratio | measured | target | met |" in table
     assert table.strip() in proc.stdout  # the table is printed too

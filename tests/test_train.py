@@ -105,3 +105,37 @@ def test_train_writes_a_run_that_load_rebuilds(tmp_path):
         assert torch.equal(a.cpu(), b)
     test = load_split(TrainConfig(data="digits"), "test")
     assert evaluate(again, test)["elbo"] == summary["elbo"]
+
+
+def test_byte_images_read_as_grey_levels_and_train_exactly_as_their_floats():
+    from vaekit import ByteImages, VaekitError
+
+    g = torch.Generator().manual_seed(0)
+    stored = torch.randint(0, 256, (200, 1, 8, 8), generator=g, dtype=torch.uint8)
+    grey = stored.float() / 255
+    x = ByteImages(stored)
+    assert x.shape == (200, 1, 8, 8) and len(x) == 200
+    idx = torch.tensor([7, 3, 7, 199])
+    for key in (idx, slice(10, 20), 5):
+        assert x[key].dtype == torch.float32 and torch.equal(x[key], grey[key])
+    assert torch.equal(x.subset(idx)[0:4], grey[idx])
+    assert float(x[:].max()) <= 1.0
+    try:
+        ByteImages(grey)
+    except VaekitError as e:
+        assert "uint8" in str(e)
+    else:
+        raise AssertionError("ByteImages took float32")
+
+    # a quarter of the memory, the same run: every step sees the same numbers
+    cfg = TrainConfig(epochs=2, batch_size=32, val_fraction=0.0, binarize="none", seed=3, device="cpu")
+    runs = []
+    for data in (grey, x):
+        torch.manual_seed(0)
+        model = VAE(dataclasses.replace(SMALL, data_shape=(1, 8, 8)))
+        model.init_from_data(data)
+        rows = fit(model, data, None, cfg, progress=False)
+        runs.append(([r["train_elbo"] for r in rows], evaluate(model, data)["elbo"], model.state_dict()))
+    (rows_f, ev_f, sd_f), (rows_b, ev_b, sd_b) = runs
+    assert rows_f == rows_b and ev_f == ev_b
+    assert all(torch.equal(sd_f[k], sd_b[k]) for k in sd_f)

@@ -17,11 +17,11 @@ from .likelihoods import LIKELIHOODS, Likelihood, make_likelihood, register_like
 from .model import ELBO, VAE
 from .networks import ARCHS, Decoder, GaussianEncoder, build_networks, register_arch
 from .runs import Run, load, load_run
-from .data import load_labelled_split, load_split, prepare_data
+from .data import ByteImages, load_labelled_split, load_split, prepare_data
 from .train import fit, resume, train
 
 __all__ = [
-    "ARCHS", "DATASETS", "Dataset", "Decoder", "ELBO", "GaussianEncoder", "LIKELIHOODS", "Likelihood",
+    "ARCHS", "ByteImages", "DATASETS", "Dataset", "Decoder", "ELBO", "GaussianEncoder", "LIKELIHOODS", "Likelihood",
     "ModelConfig", "Run", "TrainConfig", "VAE", "VaekitError", "bits_per_dim", "build_networks",
     "diag_normal", "encode_means", "evaluate", "fit", "kl_diag_normal_standard", "kl_gaussian", "load",
     "load_dataset", "load_labelled_split", "load_run", "load_split", "make_likelihood", "prepare_data", "register_arch",

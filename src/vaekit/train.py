@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .config import ModelConfig, TrainConfig
-from .data import choose_likelihood, prepare_data, value_range
+from .data import ByteImages, choose_likelihood, prepare_data, value_range
 from .errors import VaekitError
 from .evaluate import evaluate
 from .model import build_model
@@ -100,7 +100,8 @@ def fit(
     Parameters
     ----------
     model : VAE or Autoencoder
-    train : Tensor ``(N, *data_shape)``, or a lazy array read a batch at a time
+    train : Tensor ``(N, *data_shape)``, 8-bit images as :class:`vaekit.data.ByteImages` (a quarter
+        of the memory), or a lazy array read a batch at a time
     val : held-out data; its figures are computed every epoch (early stopping, best checkpoint)
     config : TrainConfig
     callback : ``callback(row, model)`` after every epoch, with the metrics row (rank 0 only)
@@ -153,8 +154,8 @@ def fit(
         epoch_start_state = saved.tensors.get("rng/gen_epoch_start", gen.get_state())
         # the partial epoch's sums are global (summed over processes when saved): one process holds them
         partial = saved.extra("epoch_sums") if world.is_main else None
-    in_memory = isinstance(train, Tensor)
-    if in_memory:
+    in_memory = isinstance(train, (Tensor, ByteImages))
+    if in_memory:  # on the device once; a batch is then one gather there
         train = train.to(device)
     dynamic = cfg.binarize == "dynamic"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
