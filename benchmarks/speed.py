@@ -201,6 +201,16 @@ def machine_peak(tiny: bool) -> dict[str, Any]:
 
 # -- workers: one contender each, in its own process ------------------------------------------------
 
+def pool_peaks(peaks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds' peaks as one: the median throughput and, per contender, the median floor."""
+    out = {**peaks[0], "gflops": statistics.median(p["gflops"] for p in peaks),
+           "gflops_by_round": [p["gflops"] for p in peaks], "floors": {}}
+    for key, floor in peaks[0]["floors"].items():
+        steps = [p["floors"][key]["seconds_per_step"] for p in peaks]
+        out["floors"][key] = {**floor, "seconds_per_step": statistics.median(steps), "seconds_per_step_by_round": steps}
+    return out
+
+
 def _peak_rss_mib() -> float:
     # Linux reports kilobytes, macOS bytes
     scale = 1 if sys.platform == "darwin" else 1024
@@ -309,7 +319,7 @@ def worker_plain(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any]
             return len(self.images)
 
         def __getitem__(self, i: int):
-            return self.images[i], 0
+            return self.images[i]  # no target: the cheapest per-example Dataset
 
     def loss_function(recon_x, x, mu, logvar):
         return F.binary_cross_entropy(recon_x, x.view(-1, recon_x.shape[-1]), reduction="sum") + _kld(mu, logvar)
@@ -326,7 +336,8 @@ def worker_plain(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any]
         t0 = time.perf_counter()
         model.train()
         train_loss = 0.0
-        for data, _ in train_loader:
+        for data in train_loader:
+            data = data[0] if isinstance(data, list) else data  # (images, targets) from torchvision's
             data = data.to(device)
             optimizer.zero_grad()
             recon_batch, mu, logvar = model(data)
@@ -338,7 +349,8 @@ def worker_plain(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any]
     model.eval()
     test_loss = 0.0
     with torch.no_grad():
-        for data, _ in test_loader:
+        for data in test_loader:
+            data = data[0] if isinstance(data, list) else data
             data = data.to(device)
             recon_batch, mu, logvar = model(data)
             test_loss += loss_function(recon_batch, data, mu, logvar).item()
@@ -636,7 +648,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"data: {r['data']}; {r['epochs']} epoch{'s' if r['epochs'] != 1 else ''} per process; whole run {r['runtime_seconds']:.0f} s.",
         "",
         f"Machine peak: fp32 `torch.mm` of two {r['peak']['square']}x{r['peak']['square']} matrices, "
-        f"**{r['peak']['gflops']:.1f} GFLOP/s** (median of repeats).",
+        f"**{r['peak']['gflops']:.1f} GFLOP/s** (median over the rounds, measured before each: "
+        + ", ".join(f"{g:.1f}" for g in r["peak"]["gflops_by_round"]) + ").",
         "",
         "| model | contender | batch | s/epoch | images/s | peak RSS (MiB) | % of mm floor | % of peak | test −ELBO (nats) |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -656,7 +669,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", f"s/epoch: median over {r['rounds']} round{'s' if r['rounds'] != 1 else ''}, each contender in turn, of every epoch after each process's first. "
               "% of mm floor: the time the step's own matrix products take alone, one after another at the "
               "speed each reaches here hot in cache ("
-              + "; ".join(f"{k.split('-', 1)[1]} at batch {f['shape'][0]}: {1e3 * f['seconds_per_step']:.2f} ms a step"
+              + "; ".join(f"{k.split('-', 1)[1]} at batch {f['shape'][0]}: {1e3 * f['seconds_per_step']:.2f} ms a step "
+                          f"(median of {', '.join(f'{1e3 * v:.2f}' for v in f['seconds_per_step_by_round'])})"
                           for k, f in floors.items() if k.startswith("vaekit"))
               + "), over the measured time of a step. % of peak: the step's matrix-product FLOPs (exact: "
               "2·m·k·n for each of forward, weight gradient and input gradient, no input gradient for the "
@@ -697,6 +711,23 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def machine_info(load_start: tuple[float, ...]) -> dict[str, Any]:
+    """The machine, torch, and the load on the machine at the start and now (other work skews timings)."""
+    return {"platform": f"{platform.system()} {platform.machine()}", "processor": platform.processor(),
+            "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "load_average_1min_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)]}
+
+
+def write_results(out: Path, stem: str, results: dict[str, Any], markdown) -> None:
+    """``STEM.json`` and ``STEM.md`` in ``out``; the Markdown printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    table = markdown(results)
+    (out / f"{stem}.md").write_text(table)
+    print(table)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default="../shared/data/mnist", help="MNIST's four IDX files (gzipped or not)")
@@ -728,8 +759,7 @@ def main(argv=None) -> int:
         skipped.append("pythae (--tiny without --with-pythae)")
 
     load_start = os.getloadavg()  # other work on the machine skews every timing: recorded
-    print("[speed] machine peak ...", file=sys.stderr, flush=True)
-    peak = machine_peak(args.tiny)
+    peaks = []
     training: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="vaekit-speed-") as d:
         tmp = Path(d)
@@ -737,11 +767,15 @@ def main(argv=None) -> int:
         # machine falls on all of them rather than on one.
         rounds: dict[str, list[dict[str, Any]]] = {}
         for r in range(args.rounds):
+            # the peak and the floors too, every round: the machine's speed drifts within a run
+            print(f"[speed] machine peak, round {r + 1}/{args.rounds} ...", file=sys.stderr, flush=True)
+            peaks.append(machine_peak(args.tiny))
             for key, spec in CONTENDERS.items():
                 if spec["library"] == "pythae" and not run_pythae:
                     training[key] = {"skipped": "pythae not installed" if not has_pythae else "--tiny"}
                     continue
                 rounds.setdefault(key, []).append(spawn(key, args, tmp, f"round {r + 1}/{args.rounds}"))
+        peak = pool_peaks(peaks)
         for key, runs in rounds.items():
             spec = CONTENDERS[key]
             failed = [t for t in runs if "error" in t]
@@ -755,10 +789,7 @@ def main(argv=None) -> int:
     results = {
         "date": dt.date.today().isoformat(),
         "command": cmd,
-        "machine": {"platform": f"{platform.system()} {platform.machine()}", "processor": platform.processor(),
-                    "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "python": platform.python_version(),
-                    "load_average_1min_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)]},
+        "machine": machine_info(load_start),
         "data": "synthetic (--tiny)" if args.tiny else "MNIST grey levels in [0, 1], 60000 train / 10000 test",
         "epochs": args.epochs,
         "rounds": args.rounds,
@@ -769,12 +800,7 @@ def main(argv=None) -> int:
         "skipped": skipped,
         "runtime_seconds": time.perf_counter() - t_start,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "speed.json").write_text(json.dumps(results, indent=2))
-    table = markdown(results)
-    (out / "speed.md").write_text(table)
-    print(table)
+    write_results(Path(args.out), "speed", results, markdown)
     failed = [k for k, t in training.items() if "error" in t] + (["eval"] if "error" in evaluation else [])
     if failed:
         print(f"[speed] failed: {', '.join(failed)}", file=sys.stderr)

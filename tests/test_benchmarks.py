@@ -50,3 +50,24 @@ def test_speed_tiny_writes_json_and_table(tmp_path: Path) -> None:
     assert "| model | contender |" in table and "vaekit" in table and "skipped" in table
     assert "| ratio | measured | target | met |" in table
     assert table.strip() in proc.stdout  # the table is printed too
+
+
+def test_speed_choices_tiny_times_every_choice_against_its_alternatives(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed_choices.py"), "--tiny", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "speed_choices.json").read_text())
+    choices = results["choices"]
+    assert len(choices) >= 8
+    for what, c in choices.items():
+        secs = c["seconds"]
+        assert c["choice"] in secs and len(secs) >= 2, what  # the choice and at least one alternative
+        assert all(math.isfinite(t) and t > 0 for t in secs.values()), (what, secs)
+        for mib in c.get("added_peak_mib", {}).values():
+            assert math.isfinite(mib) and mib >= 0, (what, mib)
+    # the memory figures the choices rest on: ByteImages holds a quarter of the float32 bytes
+    data = next(c for w, c in choices.items() if w.startswith("data:"))
+    assert data["bytes"]["float32"] == 4 * data["bytes"]["ByteImages"]
+    table = (out / "speed_choices.md").read_text()
+    assert "| what | vaekit's choice |" in table and table.strip() in proc.stdout

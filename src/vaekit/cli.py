@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-examples", type=_positive_int, metavar="N", help="evaluate the first N examples only")
     p.add_argument("--no-probe", action="store_true",
                    help="skip the linear probe (logistic regression on the training set's latent means)")
-    p.add_argument("--batch-size", type=_positive_int, default=1000, help="examples per batch (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=500, help="examples per batch (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: %(default)s)")
     _add_device(p)
 

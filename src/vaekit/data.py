@@ -12,6 +12,7 @@ function here then works a batch at a time and never reads the whole file at onc
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -47,9 +48,13 @@ def value_range(x) -> tuple[float, float]:
 
 
 def column_moments(x) -> tuple[Tensor, Tensor]:
-    """Per-dimension mean and standard deviation over the rows, in float64, streamed."""
+    """Per-dimension mean and standard deviation over the rows, in float64, streamed.
+
+    Chunks of about 256K numbers (2 MiB in float64), whatever the row length: with chunks of
+    4096 MNIST rows the float64 copies raised a training process's peak memory by 34 MiB.
+    """
     n, total, total_sq = 0, None, None
-    for c in chunks(x):
+    for c in chunks(x, rows=max(1, 2**18 // max(1, math.prod(x.shape[1:])))):
         c = c.double()
         s, s2 = c.sum(0), c.square().sum(0)
         total = s if total is None else total + s
