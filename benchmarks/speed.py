@@ -211,9 +211,20 @@ def pool_peaks(peaks: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _peak_rss_mib() -> float:
-    # Linux reports kilobytes, macOS bytes
-    scale = 1 if sys.platform == "darwin" else 1024
+def peak_rss_mib() -> float:
+    """This process's peak resident memory, in MiB.
+
+    On Linux the high-water mark of its own memory map (``VmHWM``): ``ru_maxrss`` survives
+    ``exec``, so a worker started by a larger parent would report the parent's peak instead.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux kilobytes
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
@@ -547,9 +558,9 @@ def run_worker_here(args) -> int:
     x_train, x_test = load_data(args)
     if spec["data"] == "float32":  # the uint8 arrays are dropped: this process holds what it uses
         x_train, x_test = grey(x_train), grey(x_test)
-    rss_data = _peak_rss_mib()
+    rss_data = peak_rss_mib()
     out = WORKERS[spec["library"]](spec, args, x_train, x_test, tmp)
-    out.update(peak_rss_mib=_peak_rss_mib(), rss_after_data_mib=rss_data, threads=torch.get_num_threads(),
+    out.update(peak_rss_mib=peak_rss_mib(), rss_after_data_mib=rss_data, threads=torch.get_num_threads(),
                n_train=len(x_train), n_test=len(x_test), total_seconds=time.perf_counter() - t0,
                load_average_1min_start_end=[round(load_start, 2), round(os.getloadavg()[0], 2)])
     (tmp / f"{args.worker}.json").write_text(json.dumps(out, indent=2))
@@ -674,7 +685,7 @@ def markdown(r: dict[str, Any]) -> str:
                           for k, f in floors.items() if k.startswith("vaekit"))
               + "), over the measured time of a step. % of peak: the step's matrix-product FLOPs (exact: "
               "2·m·k·n for each of forward, weight gradient and input gradient, no input gradient for the "
-              "first layer) per second over the large square's throughput. Peak RSS: `ru_maxrss` of the "
+              "first layer) per second over the large square's throughput. Peak RSS: the high-water mark (`VmHWM`) of the "
               "contender's own process (data loading included), the largest over the rounds."]
     e = r["evaluation"]
     lines += ["", f"Importance-weighted log p(x), K = {e.get('n_importance')}, first {e.get('n_examples')} test images "
