@@ -29,8 +29,8 @@ def evaluate(model, x: Tensor, *, batch_size: int = 500, seed: int = 0) -> dict[
     model : VAE, Autoencoder or PCA (anything with ``objective`` and ``reconstruct``)
     x : Tensor, shape (N, *data_shape)
     batch_size : int
-        examples per batch; 500 costs a training process no extra peak memory and ran as fast as
-        1000 on MNIST (benchmarks/RESULTS.md)
+        examples per batch; 500 adds 14 MiB less to a process's peak memory than 1000 on
+        MNIST, for 5-30 % more time (benchmarks/RESULTS.md)
     seed : int
 
     Returns
