@@ -47,8 +47,8 @@ def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int, device:
 def _auto_chunk(model, batch_size: int, budget: int = 2**22) -> int:
     """Samples per chunk so that one chunk's decoder output stays near ``budget`` numbers.
 
-    4M float32 numbers (16 MiB) stay in a server CPU's last-level cache; on this project's
-    2-core machine K = 1000 ran 25 % faster than with chunks of 16M (benchmarks/RESULTS.md).
+    On this project's 2-core machine, K = 1000 took 1.4x as long with chunks of 16M numbers
+    as with 4M, and 1M was no faster (``benchmarks/speed_choices.py``, benchmarks/RESULTS.md).
     """
     per_sample = batch_size * math.prod(model.config.data_shape)
     return max(1, budget // per_sample)
