@@ -1,23 +1,27 @@
-"""Speed of vaekit against a plain PyTorch loop and pythae, on the same data in one run.
+"""Speed of vaekit against plain PyTorch loops and pythae, on the same data in one run.
 
 Usage (from the repository root)::
 
-    python benchmarks/speed.py --data-dir ../shared/data/mnist --epochs 3 [--out benchmarks/results]
+    python benchmarks/speed.py --data-dir ../shared/data/mnist --epochs 3 --rounds 3 [--out benchmarks/results]
     python benchmarks/speed.py --tiny --out /tmp/speed   # synthetic data, seconds: what the tests run
 
 It measures, in one run and on one machine:
 
-1. the machine's peak: the best fp32 ``torch.mm`` throughput at torch's current thread count,
-   on the training shapes (forward and both backward products of the large layers) and a
-   2048^3 square;
+1. the machine's peak, before every round: fp32 ``torch.mm`` throughput at torch's thread count
+   on a 2048^3 square, and each training step's matrix-product floor (every product of the step
+   at its own shape, timed alone);
 2. training on MNIST grey levels in [0, 1] with the Bernoulli (cross-entropy) likelihood and
-   Adam lr 1e-3: the 784-400-20 VAE of pytorch/examples at batch 128 (vaekit against a plain
-   loop in that example's style) and pythae's default MNIST VAE, 784-512-16 at batch 100
-   (pythae against vaekit with the same sizes). Each contender runs in its own process (this
-   script with ``--worker NAME``) so that its peak memory is its own;
+   Adam lr 1e-3. pytorch/examples' 784-400-20 VAE at batch 128: vaekit; the example's loop as
+   written, images served as torchvision's MNIST serves them; the same loop over a per-example
+   Dataset of float32 tensors; a hand-tuned loop (in-memory batches, fused Adam, denormals
+   flushed). pythae's default MNIST VAE, 784-512-16 at batch 100: pythae and vaekit. Each
+   contender runs in its own process (this script with ``--worker NAME``), holding the images
+   as it would, so that its peak memory is its own; the contenders run in turn, ``--rounds``
+   times;
 3. the importance-weighted log-likelihood (K = 1000 on 1000 test images): vaekit's
    ``log_likelihood`` against pythae's ``get_nll``, on the same weights (the pythae model
-   trained above, copied into a vaekit model), with the Monte Carlo standard error.
+   trained above, copied into a vaekit model), with the Monte Carlo standard error;
+4. issue 6's targets as ratios of the above.
 
 It writes ``speed.json`` and ``speed.md`` to ``--out`` and prints the Markdown.
 pythae is an optional extra (``pip install -e ".[bench]"``); without it its rows are skipped.
@@ -199,8 +203,6 @@ def machine_peak(tiny: bool) -> dict[str, Any]:
     return {"gflops": 2 * n**3 / square / 1e9, "square": n, "threads": torch.get_num_threads(), "floors": floors}
 
 
-# -- workers: one contender each, in its own process ------------------------------------------------
-
 def pool_peaks(peaks: list[dict[str, Any]]) -> dict[str, Any]:
     """The rounds' peaks as one: the median throughput and, per contender, the median floor."""
     out = {**peaks[0], "gflops": statistics.median(p["gflops"] for p in peaks),
@@ -210,6 +212,8 @@ def pool_peaks(peaks: list[dict[str, Any]]) -> dict[str, Any]:
         out["floors"][key] = {**floor, "seconds_per_step": statistics.median(steps), "seconds_per_step_by_round": steps}
     return out
 
+
+# -- workers: one contender each, in its own process ------------------------------------------------
 
 def peak_rss_mib() -> float:
     """This process's peak resident memory, in MiB.

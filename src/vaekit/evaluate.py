@@ -29,8 +29,8 @@ def evaluate(model, x: Tensor, *, batch_size: int = 500, seed: int = 0) -> dict[
     model : VAE, Autoencoder or PCA (anything with ``objective`` and ``reconstruct``)
     x : Tensor, shape (N, *data_shape)
     batch_size : int
-        examples per batch; 500 adds 14 MiB less to a process's peak memory than 1000 on
-        MNIST, for 5-30 % more time (benchmarks/RESULTS.md)
+        examples per batch; 500 adds 8-14 MiB less to a process's peak memory than 1000 on
+        MNIST-sized images, in time within the machine's noise (benchmarks/RESULTS.md)
     seed : int
 
     Returns

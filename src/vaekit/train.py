@@ -63,7 +63,7 @@ def _gradients_finite(params: list[Tensor], clip: float | None, found_inf: Tenso
     """Whether every gradient is finite; with ``clip``, first scale them to a norm of at most ``clip``.
 
     Without clipping one multi-tensor check reads the gradients (as ``GradScaler`` does, at
-    scale 1): 2.6x cheaper than their norm here (``benchmarks/speed_choices.py``).
+    scale 1): about 2.5x cheaper than their norm here (``benchmarks/speed_choices.py``).
     """
     grads = [p.grad for p in params if p.grad is not None]
     if clip is not None:
