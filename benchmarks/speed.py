@@ -232,10 +232,9 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def _timed_epochs(seconds: list[float], n_train: int) -> dict[str, Any]:
-    later = seconds[1:] or seconds  # the first epoch pays for warm-up
-    med = statistics.median(later)
-    return {"epoch_seconds": seconds, "seconds_per_epoch": med, "images_per_second": n_train / med}
+def _timed_epochs(seconds: list[float]) -> dict[str, Any]:
+    """A worker's epoch times; :func:`_pool_rounds` turns every round's into the figures."""
+    return {"epoch_seconds": seconds}
 
 
 def worker_vaekit(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any]:
@@ -252,7 +251,7 @@ def worker_vaekit(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any
     cfg = TrainConfig(epochs=args.epochs, batch_size=spec["batch"], lr=1e-3, binarize="none",
                       val_fraction=0.0, seed=0, device=args.device)
     rows = fit(model, x_train, None, cfg, progress=False)
-    out = _timed_epochs([r["seconds"] for r in rows], len(x_train))
+    out = _timed_epochs([r["seconds"] for r in rows])
     out["test_neg_elbo"] = -evaluate(model, x_test)["elbo"]
     save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp / f"{args.worker}.safetensors"))
     return out
@@ -369,7 +368,7 @@ def worker_plain(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any]
             data = data.to(device)
             recon_batch, mu, logvar = model(data)
             test_loss += loss_function(recon_batch, data, mu, logvar).item()
-    out = _timed_epochs(seconds, len(x_train))
+    out = _timed_epochs(seconds)
     out["test_neg_elbo"] = test_loss / len(test_loader.dataset)
     return out
 
@@ -410,7 +409,7 @@ def worker_bare(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any]:
         for i in range(0, len(x_test), 1000):
             x = x_test[i : i + 1000]
             test += loss_function(*model(x), x)
-    out = _timed_epochs(seconds, len(x_train))
+    out = _timed_epochs(seconds)
     out["test_neg_elbo"] = float(test) / len(x_test)
     return out
 
@@ -453,7 +452,7 @@ def worker_pythae(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any
         for i in range(0, len(x_test), spec["batch"]):
             xb = x_test[i : i + spec["batch"]].to(model.device)
             total += float(model(DatasetOutput(data=xb)).loss) * len(xb)
-    out = _timed_epochs(timer.seconds, len(x_train))
+    out = _timed_epochs(timer.seconds)
     out["test_neg_elbo"] = total / len(x_test)
     save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp / f"{args.worker}.safetensors"))
     return out
