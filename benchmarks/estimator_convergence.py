@@ -13,8 +13,8 @@ import sys
 import time
 
 import vaekit
-from vaekit.data import load_split
-from vaekit.estimators import log_likelihood, naive_log_likelihood
+from vaekit.data.prepare import load_split
+from vaekit.evaluation.estimators import log_likelihood, naive_log_likelihood
 
 
 def main(argv=None) -> int:

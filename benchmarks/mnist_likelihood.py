@@ -22,10 +22,10 @@ import time
 import torch
 
 import vaekit
-from vaekit.data import load_split
-from vaekit.estimators import log_likelihood
-from vaekit.evaluate import evaluate_run
-from vaekit.train import resolve_device
+from vaekit.data.prepare import load_split
+from vaekit.evaluation.estimators import log_likelihood
+from vaekit.evaluation.metrics import evaluate_run
+from vaekit.training.loop import resolve_device
 
 PUBLISHED = [  # Burda, Grosse and Salakhutdinov 2015, Table 1, one stochastic layer, k = 1 and 50
     ("VAE, one stochastic layer (Burda et al. 2015, Table 1)", 86.76),

@@ -247,7 +247,7 @@ def worker_vaekit(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any
     torch.manual_seed(0)
     model = VAE(ModelConfig(hidden=(spec["hidden"],), latent_dim=spec["latent"], likelihood="bernoulli",
                             data_shape=DATA_SHAPE))
-    model.init_from_data(x_train)  # as vaekit.train does: output bias at the data's mean
+    model.init_from_data(x_train)  # as vaekit.training.loop does: output bias at the data's mean
     cfg = TrainConfig(epochs=args.epochs, batch_size=spec["batch"], lr=1e-3, binarize="none",
                       val_fraction=0.0, seed=0, device=args.device)
     rows = fit(model, x_train, None, cfg, progress=False)
@@ -492,7 +492,7 @@ def worker_eval(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     from vaekit import VAE, ModelConfig
-    from vaekit.estimators import log_likelihood
+    from vaekit.evaluation.estimators import log_likelihood
 
     k = 10 if args.tiny else args.n_importance
     x = x_test[: 20 if args.tiny else args.n_examples]

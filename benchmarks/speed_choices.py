@@ -26,7 +26,7 @@ import torch
 
 from speed import machine_info, write_results  # this folder's speed.py
 from vaekit import VAE, ByteImages, ModelConfig
-from vaekit.estimators import log_likelihood
+from vaekit.evaluation.estimators import log_likelihood
 
 SHAPE = (1, 28, 28)
 
@@ -171,7 +171,7 @@ MEMORY_PROBE = """
 import sys, time, torch
 from speed import peak_rss_mib as rss  # run in the benchmarks folder
 from vaekit import VAE, ByteImages, ModelConfig, evaluate
-from vaekit.data import chunks, column_moments
+from vaekit.data.prepare import chunks, column_moments
 n, what, arg = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 # drawn in place: no int64 intermediate to raise the high-water mark before the measurement
 x = ByteImages(torch.empty(n, 1, 28, 28, dtype=torch.uint8).random_(0, 256, generator=torch.Generator().manual_seed(0)))

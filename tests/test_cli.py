@@ -24,7 +24,7 @@ from cli_helpers import ok as _ok, refused
 import torch
 
 import vaekit
-from vaekit import datasets
+from vaekit.data import builtin as datasets
 from vaekit.cli import COMMANDS
 
 from conftest import LATENT_DIM, TINY_MODEL

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from cli_helpers import ok, refused
 
-from vaekit import datasets
+from vaekit.data import builtin as datasets
 from vaekit.cli import main
 
 # Small enough that every run here trains in a fraction of a second.

@@ -11,10 +11,10 @@ import torch
 
 from vaekit import ModelConfig, TrainConfig, fit, load_run, prepare_data
 from vaekit.cli import main
-from vaekit.data import Standardize, load_labelled_split
-from vaekit.embed import encode_means
-from vaekit.model import build_model
-from vaekit.scores import anomaly_scores
+from vaekit.data.prepare import Standardize, load_labelled_split
+from vaekit.evaluation.embed import encode_means
+from vaekit.models.vae import build_model
+from vaekit.evaluation.scores import anomaly_scores
 
 TINY = ["--hidden", "16", "--latent-dim", "2", "--device", "cpu", "--batch-size", "32"]
 

@@ -1,4 +1,4 @@
-"""Tests for vaekit.datasets on tiny synthetic files (no network, no real MNIST)."""
+"""Tests for vaekit.data.builtin on tiny synthetic files (no network, no real MNIST)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit import datasets
-from vaekit.datasets import (
+from vaekit.data import builtin as datasets
+from vaekit.data.builtin import (
     DATASETS,
     IDX_FILES,
     Dataset,

@@ -3,7 +3,7 @@
 import torch
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-from vaekit.distributions import diag_normal, kl_diag_normal_standard, kl_gaussian, standard_normal
+from vaekit.models.distributions import diag_normal, kl_diag_normal_standard, kl_gaussian, standard_normal
 
 
 def test_diag_kl_equals_torch_distributions():

@@ -5,8 +5,8 @@ import math
 import torch
 
 from vaekit import VAE, ModelConfig
-from vaekit import ppca
-from vaekit.estimators import active_units, log_likelihood, naive_log_likelihood
+from vaekit.evaluation import ppca
+from vaekit.evaluation.estimators import active_units, log_likelihood, naive_log_likelihood
 from vaekit.seeding import seeded
 
 D, L, C = 5, 2, 0.5

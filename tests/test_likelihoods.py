@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.distributions import Bernoulli, ContinuousBernoulli, Normal
 
 from vaekit import VaekitError
-from vaekit.likelihoods import LIKELIHOODS, make_likelihood
+from vaekit.models.likelihoods import LIKELIHOODS, make_likelihood
 
 SHAPE = (1, 4, 3)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vaekit import datasets
-from vaekit.datasets import IDX_FILES, MNIST_SHA256, load_dataset
+from vaekit.data import builtin as datasets
+from vaekit.data.builtin import IDX_FILES, MNIST_SHA256, load_dataset
 
 # tests/ -> repository root -> its parent, which holds shared/
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -5,7 +5,7 @@ import torch
 from torch.distributions import kl_divergence
 
 from vaekit import VAE, ModelConfig, VaekitError
-from vaekit.distributions import diag_normal
+from vaekit.models.distributions import diag_normal
 
 
 def _model(**kw):

@@ -6,10 +6,11 @@ import pytest
 import torch
 from sklearn.decomposition import PCA as SkPCA
 
-from vaekit import ModelConfig, TrainConfig, fit, ppca
-from vaekit.baselines import PCA, Autoencoder
-from vaekit.distributions import kl_gaussian
-from vaekit.model import VAE, build_model
+from vaekit import ModelConfig, TrainConfig, fit
+from vaekit.evaluation import ppca
+from vaekit.models.baselines import PCA, Autoencoder
+from vaekit.models.distributions import kl_gaussian
+from vaekit.models.vae import VAE, build_model
 from vaekit.seeding import seeded
 
 D, L = 6, 2

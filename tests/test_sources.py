@@ -1,4 +1,4 @@
-"""Tests for vaekit.sources: users' .npy, .npz, .csv, .tsv files and folders of images.
+"""Tests for vaekit.data.files: users' .npy, .npz, .csv, .tsv files and folders of images.
 
 Every file is tiny and written in tmp_path. Each refusal is checked to be one VaekitError line
 that names the file (and row and column for tables) and the problem.
@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vaekit import sources
+from vaekit.data import files as sources
 from vaekit.errors import VaekitError
-from vaekit.sources import MemmapArray, load_file
+from vaekit.data.files import MemmapArray, load_file
 
 
 def error_of(path, **options) -> str:

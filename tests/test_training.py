@@ -22,14 +22,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vaekit import checkpoint as ckpt
+from vaekit.training import checkpoint as ckpt
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.errors import VaekitError
-from vaekit.model import VAE
-from vaekit.schedules import kl_beta, lr_factor
-from vaekit.train import resume, train
+from vaekit.models.vae import VAE
+from vaekit.training.schedules import kl_beta, lr_factor
+from vaekit.training.loop import resume, train
 
 MODEL = ModelConfig(latent_dim=4, hidden=(32,), likelihood="bernoulli")
 CLI_MODEL = ("--hidden", "32", "--latent-dim", "4", "--likelihood", "bernoulli", "--device", "cpu")

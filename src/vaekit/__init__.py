@@ -8,17 +8,17 @@
 __version__ = "0.1.0"
 
 from .config import ModelConfig, TrainConfig
-from .datasets import DATASETS, Dataset, load_dataset, register_dataset
-from .distributions import diag_normal, kl_diag_normal_standard, kl_gaussian, standard_normal
-from .embed import encode_means
+from .data.builtin import DATASETS, Dataset, load_dataset, register_dataset
+from .models.distributions import diag_normal, kl_diag_normal_standard, kl_gaussian, standard_normal
+from .evaluation.embed import encode_means
 from .errors import VaekitError
-from .evaluate import bits_per_dim, evaluate
-from .likelihoods import LIKELIHOODS, Likelihood, make_likelihood, register_likelihood
-from .model import ELBO, VAE
-from .networks import ARCHS, Decoder, GaussianEncoder, build_networks, register_arch
+from .evaluation.metrics import bits_per_dim, evaluate
+from .models.likelihoods import LIKELIHOODS, Likelihood, make_likelihood, register_likelihood
+from .models.vae import ELBO, VAE
+from .models.networks import ARCHS, Decoder, GaussianEncoder, build_networks, register_arch
 from .runs import Run, load, load_run
-from .data import ByteImages, load_labelled_split, load_split, prepare_data
-from .train import fit, resume, train
+from .data.prepare import ByteImages, load_labelled_split, load_split, prepare_data
+from .training.loop import fit, resume, train
 
 __all__ = [
     "ARCHS", "ByteImages", "DATASETS", "Dataset", "Decoder", "ELBO", "GaussianEncoder", "LIKELIHOODS", "Likelihood",

@@ -45,7 +45,7 @@ def _positive_float(text: str) -> float:
 
 
 def _add_data(p: argparse.ArgumentParser, default: str | None) -> None:
-    from .datasets import DATASETS
+    from .data.builtin import DATASETS
 
     names = ", ".join(sorted(DATASETS))
     p.add_argument("--data", default=default, metavar="NAME|PATH",
@@ -64,12 +64,11 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .likelihoods import LIKELIHOODS
-    from .networks import ARCHS
+    from .models.likelihoods import LIKELIHOODS
+    from .models.networks import ARCHS
 
     parser = _Parser(prog="vaekit", description="Variational autoencoders: train, evaluate, sample, encode.")
     from . import __version__
-
     parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
@@ -224,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_train(args: argparse.Namespace) -> None:
     import datetime as dt
 
-    from .train import resume, train
+    from .training.loop import resume, train
 
     if args.resume:
         run_dir = args.resume
@@ -242,7 +241,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         train_config = TrainConfig(**options, epochs=args.epochs or _TRAIN_DEFAULTS.epochs,
                                    image_size=tuple(args.image_size) if args.image_size else None)
         _, summary = train(model_config, train_config, run_dir)
-    from .distributed import world_from_env
+    from .training.distributed import world_from_env
 
     if not world_from_env().is_main:
         return  # one process speaks for a torchrun launch
@@ -282,13 +281,13 @@ def _describe(m: dict) -> str:
 
 def _load(args: argparse.Namespace):
     from .runs import load_run
-    from .train import resolve_device
+    from .training.loop import resolve_device
 
     return load_run(args.run, resolve_device(args.device))
 
 
 def _data(args: argparse.Namespace, run, split: str = "test"):
-    from .data import load_split
+    from .data.prepare import load_split
 
     x = load_split(run.train_config, split, data=args.data, data_dir=args.data_dir,
                    data_shape=run.model_config.data_shape, data_info=run.info.get("data"))
@@ -297,7 +296,7 @@ def _data(args: argparse.Namespace, run, split: str = "test"):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from .evaluate import evaluate_run
+    from .evaluation.metrics import evaluate_run
 
     result = evaluate_run(_load(args), split=args.split, data=args.data, data_dir=args.data_dir,
                           n_examples=args.n_examples, n_importance=args.n_importance, chunk_size=args.chunk_size,
@@ -337,7 +336,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
 def _cmd_encode(args: argparse.Namespace) -> None:
     import torch
 
-    from .embed import encode
+    from .evaluation.embed import encode
     from .outputs import check_output_path, save_table
 
     check_output_path(args.output, (".npy", ".csv"))
@@ -354,7 +353,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
     import torch
 
     from .outputs import check_output_path, save_table
-    from .scores import anomaly_scores
+    from .evaluation.scores import anomaly_scores
 
     check_output_path(args.output, (".csv", ".npy"))
     run = _load(args)

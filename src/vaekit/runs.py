@@ -41,7 +41,6 @@ def versions() -> dict[str, str]:
     import numpy
 
     from . import __version__
-
     return {
         "vaekit": __version__,
         "torch": torch.__version__,
@@ -179,7 +178,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
         When the directory, its config or its weights are missing or unreadable, or the weights
         belong to another model.
     """
-    from .model import build_model
+    from .models.vae import build_model
 
     run_dir = Path(path)
     if not run_dir.is_dir():

@@ -20,9 +20,9 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-from .config import BINARIZE_MODES, TrainConfig
-from .datasets import DATASETS, Dataset, binarize, load_dataset
-from .errors import VaekitError
+from ..config import BINARIZE_MODES, TrainConfig
+from .builtin import DATASETS, Dataset, binarize, load_dataset
+from ..errors import VaekitError
 
 # Fixed seed of the one-off binarization of held-out data: the same test set for every run.
 HELDOUT_BINARIZE_SEED = 0

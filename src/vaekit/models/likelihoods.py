@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, ContinuousBernoulli, Distribution, Independent, Normal
 
-from .errors import VaekitError
+from ..errors import VaekitError
 
 LIKELIHOODS: dict[str, Callable[..., "Likelihood"]] = {}
 
@@ -69,7 +69,7 @@ class Likelihood(nn.Module):
         """Refuse data that this likelihood gives no density to (one clear line)."""
         if self.support is None:
             return
-        from .data import value_range
+        from ..data.prepare import value_range
 
         lo, hi = self.support
         xmin, xmax = value_range(x)

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Independent
 
-from .config import ModelConfig
+from ..config import ModelConfig
 from .distributions import diag_normal
-from .errors import VaekitError
+from ..errors import VaekitError
 
 # log sigma^2 is clamped so that exp() neither underflows to a zero scale nor overflows.
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
-from .config import ModelConfig
+from ..config import ModelConfig
 from .distributions import kl_diag_normal_standard, standard_normal
 from .likelihoods import make_likelihood
 from .networks import build_networks
@@ -40,7 +40,7 @@ def build_model(config: ModelConfig) -> nn.Module:
     from . import baselines  # noqa: F401  (registers ae and pca)
 
     if config.model not in MODELS:
-        from .errors import VaekitError
+        from ..errors import VaekitError
 
         raise VaekitError(f"unknown model {config.model!r}; choose one of: {', '.join(sorted(MODELS))}")
     return MODELS[config.model](config)
@@ -72,7 +72,7 @@ class LatentVariableModel(nn.Module):
         has the mean of ``x`` per dimension when the rest of the layer outputs zero, as Burda et
         al. (2015) initialize the output layer to the marginal log-odds. It saves the first
         epochs the work of learning the average image."""
-        from .data import column_moments
+        from ..data.prepare import column_moments
 
         if hasattr(self, "decoder") and hasattr(self, "likelihood"):
             mean = column_moments(x)[0].to(self.device, torch.float32)  # streamed for lazy arrays

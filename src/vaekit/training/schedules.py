@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from .config import TrainConfig
-from .errors import VaekitError
+from ..config import TrainConfig
+from ..errors import VaekitError
 
 LR_SCHEDULES = ("constant", "cosine", "step")
 

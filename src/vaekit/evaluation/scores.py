@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .errors import VaekitError
-from .seeding import seeded
+from ..errors import VaekitError
+from ..seeding import seeded
 
 
 @torch.inference_mode()

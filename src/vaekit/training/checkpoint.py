@@ -19,8 +19,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from .errors import VaekitError
-from .runs import atomic_write_bytes
+from ..errors import VaekitError
+from ..runs import atomic_write_bytes
 
 FORMAT = "vaekit-checkpoint-1"
 LAST = "checkpoint-last.safetensors"

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .errors import VaekitError
+from ..errors import VaekitError
 
 if TYPE_CHECKING:  # sources imports this module; the name is for annotations only
-    from .sources import MemmapArray
+    from .files import MemmapArray
 
 PathLike = str | os.PathLike
 
@@ -140,7 +140,7 @@ def load_dataset(name: PathLike, data_dir: PathLike | None = None, **options: An
             raise VaekitError(f"{name}: {flag} applies to your own files, not to the built-in dataset {name}")
         return DATASETS[name](data_dir)
 
-    from . import sources  # sources imports this module
+    from . import files as sources  # sources imports this module
 
     if os.path.exists(name):
         if data_dir is not None:
@@ -221,7 +221,7 @@ def load_array(path: PathLike, expected_shape: tuple[int, ...] | None = None) ->
     >>> load_array("/tmp/x.npy", expected_shape=(1, 8, 8)).shape  # doctest: +SKIP
     torch.Size([5, 1, 8, 8])
     """
-    from .sources import read_npy  # sources imports this module
+    from .files import read_npy  # sources imports this module
 
     x = read_npy(path, memmap=False)
     shape = tuple(x.shape[1:])

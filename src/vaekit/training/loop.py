@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .config import ModelConfig, TrainConfig
-from .data import ByteImages, choose_likelihood, prepare_data, value_range
-from .errors import VaekitError
-from .evaluate import evaluate
-from .model import build_model
-from . import runs
+from ..config import ModelConfig, TrainConfig
+from ..data.prepare import ByteImages, choose_likelihood, prepare_data, value_range
+from ..errors import VaekitError
+from ..evaluation.metrics import evaluate
+from ..models.vae import build_model
+from .. import runs
 from .checkpoint import LAST
 
 def resolve_device(name: str) -> torch.device:
@@ -346,7 +346,7 @@ def resume(
     """Continue the run in ``run_dir`` from its last checkpoint, to ``epochs`` (default: the
     run's own). On the CPU the result is bit for bit the run done in one go."""
     from . import checkpoint as ckpt
-    from .config import from_dict
+    from ..config import from_dict
     from .distributed import world_from_env
     import json
 
@@ -398,7 +398,7 @@ def _epoch_writer(out: Path | None, cfg: TrainConfig, splits, callback, keep_unt
 
 
 def _log_tensorboard(board, row: dict[str, Any], model, splits) -> None:
-    from .plots import image_grid, is_image_shape
+    from ..plots import image_grid, is_image_shape
 
     step = int(row["step"])
     for k, v in row.items():
@@ -418,7 +418,7 @@ def _finish(model, splits, out: Path | None, cfg: TrainConfig) -> dict[str, Any]
     summary = {"split": splits.info["test_split"], **evaluate(model, splits.test)}
     if out is not None:
         runs.write_json(out / runs.SUMMARY, summary)
-        from .plots import save_run_figures
+        from ..plots import save_run_figures
 
         save_run_figures(model, splits.test, out, seed=cfg.seed)
     return summary

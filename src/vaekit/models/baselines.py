@@ -23,11 +23,11 @@ import torch
 from torch import Tensor
 from torch.distributions import Independent, Normal
 
-from . import ppca
-from .config import ModelConfig
+from ..evaluation import ppca
+from ..config import ModelConfig
 from .distributions import diag_normal, standard_normal
 from .likelihoods import make_likelihood
-from .model import LatentVariableModel, register_model
+from .vae import LatentVariableModel, register_model
 from .networks import build_networks
 
 

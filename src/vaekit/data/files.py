@@ -36,8 +36,8 @@ import numpy as np
 import numpy.lib.format as npy_format
 import torch
 
-from .datasets import Dataset, PathLike, _one_line
-from .errors import VaekitError
+from .builtin import Dataset, PathLike, _one_line
+from ..errors import VaekitError
 
 #: A ``.npy`` larger than this is memory-mapped when ``memmap`` is None (auto).
 MEMMAP_AUTO_BYTES = 1 << 30

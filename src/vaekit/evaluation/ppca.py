@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
-from .errors import VaekitError
+from ..errors import VaekitError
 
 
 class LinearGaussian(NamedTuple):

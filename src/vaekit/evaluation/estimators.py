@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .seeding import seeded
+from ..seeding import seeded
 
 
 def _chunked_logmeanexp(draw: Callable[[int], Tensor], n: int, chunk_size: int, batch: int, device) -> Tensor:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .seeding import seeded
+from ..seeding import seeded
 
 
 def bits_per_dim(log_likelihood_nats: float, n_dims: int) -> float:
@@ -89,7 +89,7 @@ def evaluate_run(
     from .embed import encode_means
     from .estimators import active_units, log_likelihood
     from .probe import linear_probe_accuracy
-    from .data import load_labelled_split
+    from ..data.prepare import load_labelled_split
 
     model, shape = run.model, run.model_config.data_shape
     data_info = run.info.get("data", {})
@@ -102,7 +102,7 @@ def evaluate_run(
     result: dict[str, Any] = {"split": name if data is None else what, **evaluate(model, x, batch_size=batch_size, seed=seed)}
     if n_importance is not None:
         if "elbo" not in result:
-            from .errors import VaekitError
+            from ..errors import VaekitError
 
             raise VaekitError(f"--n-importance: a {run.model_config.model!r} model has no q(z|x) to sample; it applies to a vae")
         ll = log_likelihood(model, x, n_importance, batch_size=max(1, min(batch_size, 100)), chunk_size=chunk_size,
