@@ -25,7 +25,7 @@ import vaekit
 from vaekit.data.prepare import load_split
 from vaekit.evaluation.estimators import log_likelihood
 from vaekit.evaluation.metrics import evaluate_run
-from vaekit.training.loop import resolve_device
+from vaekit.training.device import resolve_device
 
 PUBLISHED = [  # Burda, Grosse and Salakhutdinov 2015, Table 1, one stochastic layer, k = 1 and 50
     ("VAE, one stochastic layer (Burda et al. 2015, Table 1)", 86.76),

@@ -241,13 +241,14 @@ def worker_vaekit(spec: dict, args, x_train, x_test, tmp: Path) -> dict[str, Any
     from safetensors.torch import save_file
 
     from vaekit import VAE, ByteImages, ModelConfig, TrainConfig, evaluate, fit
+    from vaekit.data.prepare import column_moments
 
     # the images as stored, read as grey levels a batch at a time (a quarter of float32's memory)
     x_train, x_test = ByteImages(x_train), ByteImages(x_test)
     torch.manual_seed(0)
     model = VAE(ModelConfig(hidden=(spec["hidden"],), latent_dim=spec["latent"], likelihood="bernoulli",
                             data_shape=DATA_SHAPE))
-    model.init_from_data(x_train)  # as vaekit.training.loop does: output bias at the data's mean
+    model.init_output_bias(column_moments(x_train)[0])  # as vaekit.train does: output bias at the data's mean
     cfg = TrainConfig(epochs=args.epochs, batch_size=spec["batch"], lr=1e-3, binarize="none",
                       val_fraction=0.0, seed=0, device=args.device)
     rows = fit(model, x_train, None, cfg, progress=False)

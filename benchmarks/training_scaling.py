@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         # checkpoint cost: the default model and its Adam state, written as training writes it
         import vaekit
         from vaekit.training import checkpoint as ckpt
-        from vaekit.models.vae import build_model
+        from vaekit.models import build_model
 
         shape = (1, 28, 28) if mnist else (1, 8, 8)
         model = build_model(vaekit.ModelConfig(data_shape=shape, likelihood="bernoulli"))

@@ -13,7 +13,7 @@ from vaekit import ModelConfig, TrainConfig, fit, load_run, prepare_data
 from vaekit.cli import main
 from vaekit.data.prepare import Standardize, load_labelled_split
 from vaekit.evaluation.embed import encode_means
-from vaekit.models.vae import build_model
+from vaekit.models import build_model
 from vaekit.evaluation.scores import anomaly_scores
 
 TINY = ["--hidden", "16", "--latent-dim", "2", "--device", "cpu", "--batch-size", "32"]
@@ -123,8 +123,8 @@ def test_memmapped_array_is_trained_a_batch_at_a_time(tmp_path):
     np.save(tmp_path / "big.npy", arr)
     cfg = TrainConfig(data=str(tmp_path / "big.npy"), memmap=True, epochs=2, batch_size=32)
     splits = prepare_data(cfg)
-    assert not isinstance(splits.train, torch.Tensor), "a memmapped file must stay lazy"
-    source = splits.train
+    assert not isinstance(splits.train.x, torch.Tensor), "a memmapped file must stay lazy"
+    source = splits.train.x
     while not hasattr(source, "largest_read"):
         source = source.source
     torch.manual_seed(0)
@@ -134,7 +134,7 @@ def test_memmapped_array_is_trained_a_batch_at_a_time(tmp_path):
     assert source.rows_read - before == 2 * splits.info["n_train"]  # every row once per epoch
     assert source.largest_read <= 4096  # batches and streamed statistics, never the whole file
     fresh = prepare_data(cfg)
-    src = fresh.train
+    src = fresh.train.x
     while not hasattr(src, "largest_read"):
         src = src.source
     fit(model, fresh.train, None, TrainConfig(epochs=1, batch_size=32), progress=False)
@@ -158,7 +158,8 @@ def test_image_folder_with_class_subfolders_trains_and_probes(capsys, tmp_path):
     data = json.loads((run / "config.json").read_text())["data"]
     assert data["kind"] == "image" and data["shape"] == [1, 9, 9] and data["classes"] == ["dark", "light"]
     code, out, err = _run(capsys, "score", run, "-o", tmp_path / "s.csv")
-    assert code == 0, err and "most unusual rows" in out
+    assert code == 0, err
+    assert "most unusual rows" in out, out
     with open(tmp_path / "s.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["index", "score"] and len(rows) == 1 + 6  # the held-out quarter

@@ -17,10 +17,12 @@ from vaekit.data.builtin import (
     Dataset,
     binarize,
     cache_dir,
+    is_path,
     load_array,
     load_dataset,
     register_dataset,
 )
+from vaekit.data import files, types
 from vaekit.errors import VaekitError
 
 H, W = 4, 3  # not square, so a swapped height and width would show
@@ -126,6 +128,50 @@ def test_unknown_dataset_names_the_choices_and_the_file_kinds(tmp_path, monkeypa
 def test_a_missing_path_is_named_as_a_file(tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
     assert error_of(load_dataset, name) == f"{name}: no such file or folder"
+
+
+# ---------------------------------------------------------------------------------------------
+# is_path: the one rule telling a dataset name from a path
+# ---------------------------------------------------------------------------------------------
+
+
+def test_is_path_a_registered_name_is_never_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert not is_path("digits") and not is_path("fashion-mnist")
+    # Not even when a file or folder of that name exists: the registered dataset wins.
+    (tmp_path / "digits").write_text("1,2\n")
+    (tmp_path / "mnist").mkdir()
+    assert not is_path("digits") and not is_path("mnist")
+    assert load_dataset("digits").test is not None
+
+
+def test_is_path_an_existing_file_or_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes").write_text("1,2\n")  # a bare word, no known suffix: it exists
+    (tmp_path / "pictures").mkdir()
+    assert is_path("notes") and is_path("pictures")
+    assert is_path(tmp_path / "notes") and is_path(str(tmp_path / "pictures"))
+
+
+@pytest.mark.parametrize("name", ["x.npy", "x.npz", "x.csv", "x.tsv", "x.CSV", "data/x", "./x", "data/x.png"])
+def test_is_path_a_missing_file_that_looks_like_one(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    assert is_path(name)
+    assert error_of(load_dataset, name) == f"{name}: no such file or folder"
+
+
+@pytest.mark.parametrize("name", ["cifar", "mnits", "x.png", "x.txt", ""])
+def test_is_path_an_unknown_bare_word_is_a_dataset_name(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    assert not is_path(name)
+    assert error_of(load_dataset, name).startswith(f"unknown dataset {name!r}; ")
+
+
+def test_is_path_follows_the_registered_readers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(files, "SOURCES", {**files.SOURCES, ".parquet": files.SOURCES[".csv"]})
+    assert files.file_suffixes() == [".npy", ".npz", ".csv", ".tsv", ".parquet"]
+    assert is_path("x.parquet")
 
 
 def test_load_dataset_reads_a_path_through_sources(tmp_path):
@@ -541,6 +587,10 @@ def test_load_array_channels_and_bools(tmp_path):
     assert load_array(tmp_path / "b.npy").tolist() == [[1.0, 0.0]]
 
 
+def test_load_array_lives_in_files_and_stays_importable_here():
+    assert load_array is files.load_array
+
+
 # The reader's own refusals (empty, corrupt, object, NaN, shape...) are tested once, in
 # test_sources.py; load_array adds the check against the model's shape.
 @pytest.mark.parametrize(
@@ -582,6 +632,52 @@ def test_load_array_never_unpickles(tmp_path, monkeypatch):
     monkeypatch.setattr(pickle, "load", forbidden)
     monkeypatch.setattr(pickle, "loads", forbidden)
     assert "dtype object" in error_of(load_array, tmp_path / "o.npy")
+
+
+# ---------------------------------------------------------------------------------------------
+# vaekit.data.types: the leaf both builtin and files import
+# ---------------------------------------------------------------------------------------------
+
+
+def test_types_are_the_ones_builtin_and_files_use():
+    assert datasets.Dataset is types.Dataset is files.Dataset
+    assert datasets.PathLike is types.PathLike is files.PathLike
+
+
+def test_one_line_and_cannot_read():
+    assert types.one_line(ValueError("bad\n   header\t here")) == "bad header here"
+    assert types.one_line(EOFError()) == "EOFError"
+    error = types.cannot_read("x.csv", PermissionError(13, "Permission denied"))
+    assert isinstance(error, VaekitError) and str(error) == "x.csv: cannot read (Permission denied)"
+
+
+def test_read_bytes(tmp_path):
+    (tmp_path / "a").write_bytes(b"\x00\x01")
+    assert types.read_bytes(tmp_path / "a") == b"\x00\x01"
+    assert error_of(types.read_bytes, tmp_path / "missing") == f"{tmp_path / 'missing'}: cannot read (No such file or directory)"
+
+
+def _vaekit_imports(module) -> set[str]:
+    """The vaekit modules a module imports, at any level (inside functions and TYPE_CHECKING too)."""
+    import ast
+
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = module.__name__.split(".")[: -node.level]
+            stem = ".".join(base + ([node.module] if node.module else []))
+            found |= {stem} if node.module else {f"{stem}.{a.name}" for a in node.names}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            found |= {n for n in names if n.split(".")[0] == "vaekit"}
+    return found
+
+
+def test_the_data_layer_imports_in_one_direction():
+    assert _vaekit_imports(types) == {"vaekit.errors"}
+    assert _vaekit_imports(files) == {"vaekit.errors", "vaekit.data.types"}
+    assert "vaekit.data.files" in _vaekit_imports(datasets)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -84,10 +84,21 @@ def test_leading_sample_axes_broadcast():
 
 def test_bernoulli_refuses_data_outside_unit_interval():
     lik = make_likelihood("bernoulli", SHAPE)
-    lik.check_data(torch.rand(3, *SHAPE), "ok")
-    with pytest.raises(VaekitError, match=r"mydata\.npy.*outside \[0, 1\].*gaussian"):
-        lik.check_data(torch.rand(3, *SHAPE) * 5, "mydata.npy")
-    make_likelihood("gaussian", SHAPE).check_data(torch.rand(3, *SHAPE) * 5, "fine for gaussian")
+    lik.check_range(0.0, 1.0, "ok")
+    for lo, hi in ((0.0, 1.5), (-0.1, 1.0)):
+        with pytest.raises(VaekitError, match=r"mydata\.npy.*outside \[0, 1\].*gaussian"):
+            lik.check_range(lo, hi, "mydata.npy")
+    make_likelihood("gaussian", SHAPE).check_range(-5.0, 5.0, "fine for gaussian")
+
+
+def test_learned_gaussian_refuses_a_start_variance_at_its_floor():
+    """A start variance at or below the floor (scale 1e-3) is one clear error, not a traceback."""
+    for c in (1e-7, 1e-6):
+        with pytest.raises(VaekitError, match=r"--gaussian-variance .*floor 1e-06"):
+            make_likelihood("gaussian-learned", SHAPE, gaussian_variance=c)
+    for c in (1.01e-6, 0.1, 1e6):  # just above the floor, the default, and huge (no overflow)
+        lik = make_likelihood("gaussian-learned", SHAPE, gaussian_variance=c)
+        torch.testing.assert_close(lik.scale, torch.full(SHAPE, c**0.5), rtol=1e-5, atol=0)
 
 
 def test_unknown_likelihood_is_one_clear_error():

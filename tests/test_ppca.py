@@ -10,7 +10,7 @@ from vaekit import ModelConfig, TrainConfig, fit
 from vaekit.evaluation import ppca
 from vaekit.models.baselines import PCA, Autoencoder
 from vaekit.models.distributions import kl_gaussian
-from vaekit.models.vae import VAE, build_model
+from vaekit.models import VAE, build_model
 from vaekit.seeding import seeded
 
 D, L = 6, 2
@@ -98,7 +98,7 @@ def test_pca_baseline_is_scikit_learns_pca_read_as_ppca(data):
     model = PCA(ModelConfig(model="pca", data_shape=(D,), latent_dim=L)).double().fit_closed_form(x)
     sk = SkPCA(n_components=L, svd_solver="full").fit(x.double().numpy())
     xd = x.double()
-    np.testing.assert_allclose(model.objective(xd).log_likelihood.numpy(), sk.score_samples(xd.numpy()), rtol=1e-9)
+    np.testing.assert_allclose(model.elbo(xd).log_likelihood.numpy(), sk.score_samples(xd.numpy()), rtol=1e-9)
     np.testing.assert_allclose(model.reconstruct(xd).numpy(), sk.inverse_transform(sk.transform(xd.numpy())), atol=1e-9)
     np.testing.assert_allclose(model.encode(xd).mean.numpy(), sk.transform(xd.numpy()), atol=1e-9)
     assert model.sample(7).shape == (7, D)

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import dataclasses
+
 from .config import BINARIZE_MODES, ModelConfig, TrainConfig
 
 _MODEL_DEFAULTS = ModelConfig()
@@ -64,6 +66,7 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .models import MODELS, PRIORS
     from .models.likelihoods import LIKELIHOODS
     from .models.networks import ARCHS
 
@@ -87,9 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", metavar="DIR", help="where to write the run (default: runs/DATA-DATE-TIME); must not hold a run")
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help=f"passes over the training set (default: {_TRAIN_DEFAULTS.epochs}; with --resume, the run's own)")
-    p.add_argument("--model", default=_MODEL_DEFAULTS.model, choices=["vae", "ae", "pca"],
+    p.add_argument("--model", default=_MODEL_DEFAULTS.model, choices=sorted(MODELS),
                    help="vae; or a baseline at the same latent size: ae (the same networks, no sampling, no KL) "
                    "or pca (closed form, read as probabilistic PCA) (default: %(default)s)")
+    p.add_argument("--prior", default=_MODEL_DEFAULTS.prior, choices=sorted(PRIORS),
+                   help="p(z): standard is N(0, I), with its KL in closed form; a prior without one has its "
+                   "KL estimated by sampling (default: %(default)s)")
     p.add_argument("--latent-dim", type=_positive_int, default=_MODEL_DEFAULTS.latent_dim, help="size of z (default: %(default)s)")
     p.add_argument("--likelihood", default=_MODEL_DEFAULTS.likelihood, choices=["auto", *sorted(LIKELIHOODS)],
                    help="p(x|z): bernoulli (cross-entropy), continuous-bernoulli, gaussian (fixed variance "
@@ -223,23 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_train(args: argparse.Namespace) -> None:
     import datetime as dt
 
-    from .training.loop import resume, train
+    from .training import resume, train
 
     if args.resume:
         run_dir = args.resume
         _, summary = resume(run_dir, epochs=args.epochs)
     else:
         run_dir = args.run_dir or f"runs/{Path(args.data).name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-        model_config = ModelConfig(model=args.model, latent_dim=args.latent_dim, arch=args.arch,
-                                   hidden=tuple(args.hidden), conv_channels=tuple(args.conv_channels),
-                                   likelihood=args.likelihood, gaussian_variance=args.gaussian_variance)
-        options = {k: getattr(args, k) for k in (
-            "data", "data_dir", "binarize", "batch_size", "lr", "seed", "val_fraction", "device", "label_column",
-            "grayscale", "memmap", "precision", "beta", "kl_warmup_steps", "free_bits", "lr_schedule",
-            "lr_warmup_steps", "lr_step_epochs", "lr_gamma", "patience", "grad_clip", "on_nan", "checkpoint_every",
-            "tensorboard")}
-        train_config = TrainConfig(**options, epochs=args.epochs or _TRAIN_DEFAULTS.epochs,
-                                   image_size=tuple(args.image_size) if args.image_size else None)
+        model_config, train_config = configs_from_args(args)
         _, summary = train(model_config, train_config, run_dir)
     from .training.distributed import world_from_env
 
@@ -255,44 +252,62 @@ def _cmd_train(args: argparse.Namespace) -> None:
         print(f"figures: {', '.join(figures)}")
 
 
+# Config fields that the train command sets otherwise (data_shape comes from the data; epochs
+# defaults to the run's own on --resume).
+_NOT_OPTIONS = {"data_shape"}
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """The configs of ``vaekit train``'s options: every option that names a config field fills
+    it, so a new field is a new option and nothing is copied by hand."""
+    def fill(cls):
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                  if f.name not in _NOT_OPTIONS and getattr(args, f.name, None) is not None}
+        return cls(**values)
+
+    return fill(ModelConfig), fill(TrainConfig)
+
+
 def _describe(m: dict) -> str:
-    """One human line of the figures in ``m`` (whichever a model and the options gave)."""
-    split = m.get("split", "test")
-    if "elbo" in m:
+    """One human line of the figures in ``m``, led by the figure the model declares (``headline``)."""
+    split, key = m.get("split", "test"), m.get("headline", "elbo")
+    if key == "elbo":
         parts = [f"{split} ELBO {m['elbo']:.2f} nats per example (reconstruction {m['reconstruction']:.2f}, "
                  f"KL {m['kl']:.2f}; {m['bits_per_dim']:.4f} bits per dimension)"]
-    elif "log_likelihood" in m and "n_importance" not in m:
-        parts = [f"{split} log-likelihood {m['log_likelihood']:.2f} nats per example (exact)"]
-    else:
+    elif key == "log_likelihood":
+        parts = [f"{split} log-likelihood {m['log_likelihood']:.2f} nats per example (exact; "
+                 f"{m['bits_per_dim']:.4f} bits per dimension)"]
+    elif key == "reconstruction":
         parts = [f"{split} log p(x|z=E_q[z]) {m['reconstruction']:.2f} nats per example (an autoencoder: no bound on log p(x))"]
+    else:  # a model of one's own: the figure it declares
+        parts = [f"{split} {key} {m[key]:.2f} nats per example"]
     if "n_importance" in m:
         parts.append(f"log p(x) ~ {m['log_likelihood']:.2f} with K={m['n_importance']} importance samples "
                      f"({m['log_likelihood_bits_per_dim']:.4f} bits per dimension), gap {m['gap']:.2f} "
                      "(an estimate of KL(q(z|x) || p(z|x)))")
-    if "bits_per_dim" in m and "elbo" not in m:
-        parts.append(f"{m['bits_per_dim']:.4f} bits per dimension")
     parts.append(f"squared reconstruction error {m['reconstruction_error']:.3f}")
-    for key, label in (("active_units", "active units"), ("probe_accuracy", "linear-probe accuracy")):
-        if m.get(key) is not None:
-            parts.append(f"{label} {m[key]:.4g}")
+    for k, label in (("active_units", "active units"), ("probe_accuracy", "linear-probe accuracy")):
+        if m.get(k) is not None:
+            parts.append(f"{label} {m[k]:.4g}")
     parts.append(f"{m['n_examples']} examples")
     return "; ".join(parts)
 
 
 def _load(args: argparse.Namespace):
     from .runs import load_run
-    from .training.loop import resolve_device
+    from .training.device import resolve_device
 
     return load_run(args.run, resolve_device(args.device))
 
 
 def _data(args: argparse.Namespace, run, split: str = "test"):
-    from .data.prepare import load_split
+    """The examples (with their labels, where there are any) that a command reads."""
+    from .data.prepare import check_model_data, load_examples
 
-    x = load_split(run.train_config, split, data=args.data, data_dir=args.data_dir,
-                   data_shape=run.model_config.data_shape, data_info=run.info.get("data"))
-    run.model.check_data(x, args.data or f"dataset {run.train_config.data!r}")
-    return x
+    examples = load_examples(run.train_config, split, data=args.data, data_dir=args.data_dir,
+                             data_shape=run.model_config.data_shape, data_info=run.info.get("data"))
+    check_model_data(run.model, examples.x, args.data or f"dataset {run.train_config.data!r}")
+    return examples
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -324,8 +339,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     out = check_output_path(args.output)
     run = _load(args)
     device = run.model.device
-    x = _data(args, run)[: args.n].to(device)
-    recon = run.model.reconstruct(x)
+    batch = _data(args, run).head(args.n).to(device)[:]
+    x, recon = batch["x"], run.model.reconstruct(batch)
     if out.suffix.lower() == ".npy":
         save_tensor(recon, out)
     else:
@@ -375,7 +390,7 @@ def _cmd_interpolate(args: argparse.Namespace) -> None:
     run = _load(args)
     device = run.model.device
     args.data = args.data_dir = None
-    x = _data(args, run)[: 2 * args.pairs].to(device)
+    x = _data(args, run).head(2 * args.pairs).x.to(device)
     rows = [run.model.interpolate(x[i], x[i + 1], args.steps) for i in range(0, len(x) - 1, 2)]
     save_tensor(torch.cat(rows), args.output, nrow=args.steps, title="decoded straight lines between latent means")
     print(args.output)

@@ -16,14 +16,15 @@ class ModelConfig:
     """What is needed to rebuild a model: the networks, the latent size and the likelihood."""
 
     data_shape: tuple[int, ...] = ()  # per-example shape; () means "take it from the data"
-    model: str = "vae"  # vae | ae | pca (see vaekit.model.MODELS)
+    model: str = "vae"  # vae | ae | pca (see vaekit.models.MODELS)
     latent_dim: int = 32
-    arch: str = "mlp"  # mlp | conv | linear (see vaekit.networks.ARCHS)
+    arch: str = "mlp"  # mlp | conv | linear (see vaekit.models.networks.ARCHS)
     # 784-1024-512-32 reaches a test ELBO above -100 nats on binarized MNIST in 10 epochs
     # (benchmarks/RESULTS.md); 784-400-20 stays near -102.
     hidden: tuple[int, ...] = (1024, 512)
     conv_channels: tuple[int, ...] = (32, 64)
-    likelihood: str = "auto"  # see vaekit.likelihoods.LIKELIHOODS; auto: chosen from the data by train()
+    prior: str = "standard"  # see vaekit.models.priors.PRIORS
+    likelihood: str = "auto"  # see vaekit.models.likelihoods.LIKELIHOODS; auto: chosen from the data by train()
     gaussian_variance: float = 0.1  # c in p(x|z) = N(f(z), c I); start value for gaussian-learned
 
     def __post_init__(self) -> None:

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save
 
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .errors import VaekitError
+from .models import build_model
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -178,8 +179,6 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
         When the directory, its config or its weights are missing or unreadable, or the weights
         belong to another model.
     """
-    from .models.vae import build_model
-
     run_dir = Path(path)
     if not run_dir.is_dir():
         raise VaekitError(f"{run_dir}: no such run directory")

@@ -1,10 +1,17 @@
-"""Datasets as float tensors, and users' own files, checked on the way in.
+"""The built-in datasets (digits, MNIST, Fashion-MNIST) and :func:`load_dataset`, the way in.
 
-Every dataset is a :class:`Dataset` of float32 tensors; images are ``(N, C, H, W)`` scaled to
-[0, 1]. Built-in datasets (digits, MNIST, Fashion-MNIST) have a fixed train/test split and
-live in a registry (:data:`DATASETS`, filled by :func:`register_dataset`) so the command line
-can list them and a new one is one function. :func:`load_dataset` also takes the path of a
-user's file or folder, read by :mod:`vaekit.sources` into a dataset with no test split.
+This module holds the registry of built-in datasets (:data:`DATASETS`, filled by
+:func:`register_dataset`, so the command line can list them and a new one is one function),
+their loaders, the reading of MNIST-style IDX files (gzip, parsing, SHA-256 or structure
+checks), the download cache (:func:`cache_dir`) and :func:`binarize`. Every built-in dataset is
+a :class:`~vaekit.data.types.Dataset` of float32 tensors with a fixed train/test split; images
+are ``(N, C, H, W)`` scaled to [0, 1].
+
+:func:`load_dataset` takes a registered name or the path of a user's file or folder;
+:func:`is_path` is the one rule that tells them apart. A path is read by
+:func:`vaekit.data.files.load_file` into a dataset with no test split. This module imports
+:mod:`vaekit.data.files`, never the other way round; ``Dataset``, ``PathLike`` and
+``load_array`` stay importable from here.
 
 Bad input of any kind (a missing or corrupt file, a wrong checksum, an unknown name) raises
 :class:`~vaekit.errors.VaekitError` with one line that names the file or dataset and says what
@@ -29,57 +36,15 @@ import sys
 import tempfile
 import urllib.request
 import zlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import VaekitError
-
-if TYPE_CHECKING:  # sources imports this module; the name is for annotations only
-    from .files import MemmapArray
-
-PathLike = str | os.PathLike
-
-
-@dataclass
-class Dataset:
-    """A dataset: training examples, test examples when it has its own split, and what they are.
-
-    Attributes
-    ----------
-    name : str
-        The registry name (``"digits"``, ``"mnist"``) or the path of a user's file.
-    train : torch.Tensor or vaekit.sources.MemmapArray
-        float32, ``(N, *shape)``; images are ``(N, C, H, W)`` with values in [0, 1]. A large
-        ``.npy`` comes as a :class:`~vaekit.sources.MemmapArray`, read a batch at a time.
-    test : torch.Tensor or None
-        Like ``train``; None for a user's file, which is all training data.
-    train_labels, test_labels : torch.Tensor or None
-        int64 ``(N,)`` class labels, or None for unlabelled data.
-    kind : str
-        ``"image"``, ``"table"`` (a CSV/TSV file) or ``"array"`` (``N x D`` from ``.npy``).
-    columns : list of str or None
-        A table's feature column names, in order (the label column excluded).
-    classes : list of str or None
-        Label names (class folders, or a label column's distinct values); labels index it.
-    """
-
-    name: str
-    train: torch.Tensor | MemmapArray
-    test: torch.Tensor | None
-    train_labels: torch.Tensor | None = None
-    test_labels: torch.Tensor | None = None
-    kind: str = "image"
-    columns: list[str] | None = None
-    classes: list[str] | None = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape of one example, e.g. ``(1, 28, 28)``."""
-        return tuple(self.train.shape[1:])
-
+from .files import file_suffixes, load_file
+from .files import load_array  # noqa: F401  (importable here, where it lived before)
+from .types import Dataset, PathLike, one_line, read_bytes
 
 #: A loader takes the folder holding the files (or None) and returns the dataset.
 Loader = Callable[[PathLike | None], Dataset]
@@ -111,7 +76,7 @@ def load_dataset(name: PathLike, data_dir: PathLike | None = None, **options: An
     ----------
     name : str or path
         A key of :data:`DATASETS`, or the path of a ``.npy``, ``.npz``, ``.csv``, ``.tsv``
-        file or a folder of images (read by :func:`vaekit.sources.load_file`). A registered
+        file or a folder of images (read by :func:`vaekit.data.files.load_file`). A registered
         name wins over a file of the same name.
     data_dir : path, optional
         The folder that directly holds a registered dataset's files (the command line's
@@ -119,7 +84,7 @@ def load_dataset(name: PathLike, data_dir: PathLike | None = None, **options: An
         refuses it.
     **options
         For a path: ``label_column``, ``image_size``, ``grayscale``, ``memmap``, as
-        :func:`vaekit.sources.load_file` takes them. Refused for a registered dataset.
+        :func:`vaekit.data.files.load_file` takes them. Refused for a registered dataset.
 
     Raises
     ------
@@ -134,25 +99,55 @@ def load_dataset(name: PathLike, data_dir: PathLike | None = None, **options: An
     """
     name = os.fspath(name)
     given = [k for k, v in options.items() if v is not None and v is not False]
-    if name in DATASETS:
+    if not is_path(name):
+        if name not in DATASETS:
+            raise VaekitError(
+                f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}; "
+                f"or give a path to a {', '.join(file_suffixes())} file or a folder of images"
+            )
         if given:
             flag = "--" + given[0].replace("_", "-")
             raise VaekitError(f"{name}: {flag} applies to your own files, not to the built-in dataset {name}")
         return DATASETS[name](data_dir)
-
-    from . import files as sources  # sources imports this module
-
-    if os.path.exists(name):
-        if data_dir is not None:
-            raise VaekitError(f"{name}: --data-dir applies to the built-in datasets, not to a file or folder")
-        return sources.load_file(name, **options)
-    if os.sep in name or "/" in name or os.path.splitext(name)[1].lower() in sources.SOURCES:
+    if not os.path.exists(name):
         raise VaekitError(f"{name}: no such file or folder")
-    files = ", ".join(k for k in sources.SOURCES if k.startswith("."))
-    raise VaekitError(
-        f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}; "
-        f"or give a path to a {files} file or a folder of images"
-    )
+    if data_dir is not None:
+        raise VaekitError(f"{name}: --data-dir applies to the built-in datasets, not to a file or folder")
+    return load_file(name, **options)
+
+
+def is_path(name: PathLike) -> bool:
+    """Whether ``name`` means a user's file or folder rather than a built-in dataset.
+
+    The one rule, for :func:`load_dataset` and every caller that must decide before loading:
+    a name registered in :data:`DATASETS` is never a path (it wins over a file of the same
+    name); any other name is a path when it exists, or when it looks like one: it holds a path
+    separator, or ends with a suffix a reader handles (:func:`vaekit.data.files.file_suffixes`,
+    in any case). Anything else (``"mnits"``) is an unknown dataset name.
+
+    Parameters
+    ----------
+    name : str or path
+        A dataset name or a path, as the user gave it.
+
+    Returns
+    -------
+    bool
+        True for a path (existing or not), False for a registered or unknown dataset name.
+
+    Example
+    -------
+    >>> is_path("digits"), is_path("missing.csv"), is_path("runs/x"), is_path("mnits")
+    (False, True, True, False)
+    """
+    name = os.fspath(name)
+    if name in DATASETS:
+        return False
+    if os.path.exists(name):
+        return True
+    if any(sep and sep in name for sep in ("/", os.sep, os.altsep)):
+        return True
+    return os.path.splitext(name)[1].lower() in file_suffixes()
 
 
 def cache_dir() -> pathlib.Path:
@@ -181,63 +176,6 @@ def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
     tensor([0., 1.])
     """
     return torch.bernoulli(x, generator=generator)
-
-
-# ---------------------------------------------------------------------------------------------
-# Users' arrays (the readers of users' files are in vaekit.sources)
-# ---------------------------------------------------------------------------------------------
-
-def load_array(path: PathLike, expected_shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """Load a user's ``.npy`` file of examples as float32, in memory.
-
-    Accepted layouts: ``N x D`` (vectors), ``N x H x W`` (grey images, returned as
-    ``N x 1 x H x W``) and ``N x C x H x W``. uint8 values are scaled to [0, 1], as
-    :func:`vaekit.sources.load_file` reads them, so a model sees the same values at training
-    and at evaluation. The file is read with ``allow_pickle=False``, so it can never run code.
-
-    Parameters
-    ----------
-    path : path
-        The ``.npy`` file (as written by ``np.save``).
-    expected_shape : tuple of int, optional
-        The per-example shape a trained model needs, e.g. ``(1, 8, 8)``; a different one is
-        refused rather than reshaped.
-
-    Returns
-    -------
-    torch.Tensor
-        float32, ``(N, *shape)``.
-
-    Raises
-    ------
-    VaekitError
-        One line naming the file: missing, empty or not a ``.npy`` file, non-numeric dtype,
-        NaN or infinite values, fewer than 2 or more than 4 dimensions, no examples, or a
-        per-example shape other than ``expected_shape``.
-
-    Example
-    -------
-    >>> np.save("/tmp/x.npy", np.zeros((5, 8, 8)))  # doctest: +SKIP
-    >>> load_array("/tmp/x.npy", expected_shape=(1, 8, 8)).shape  # doctest: +SKIP
-    torch.Size([5, 1, 8, 8])
-    """
-    from .files import read_npy  # sources imports this module
-
-    x = read_npy(path, memmap=False)
-    shape = tuple(x.shape[1:])
-    if expected_shape is not None and shape != tuple(expected_shape):
-        expected_shape = tuple(expected_shape)
-        hint = ""
-        if int(np.prod(shape)) == int(np.prod(expected_shape)):
-            hint = f"; reshape it to {(x.shape[0], *expected_shape)}"
-        raise VaekitError(
-            f"{path}: examples have shape {shape} but the model was trained on {expected_shape}{hint}"
-        )
-    return x
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,10 +430,7 @@ def _find_idx_file(folder: pathlib.Path, fname: str) -> pathlib.Path | None:
 
 def _read_idx_file(path: pathlib.Path, fname: str, sha256: str | None) -> np.ndarray:
     """Read, unzip, parse and verify one IDX file; returns a read-only uint8 array."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise VaekitError(f"{path}: cannot read ({e.strerror or e})") from None
+    raw = read_bytes(path)
     data = _maybe_gunzip(raw, str(path))
     arr = _parse_idx(data, str(path), IDX_FILES[fname])
     # After parsing, so that a cut-off file is reported as truncated rather than as a bare
@@ -511,7 +446,7 @@ def _maybe_gunzip(raw: bytes, where: str) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
-        raise VaekitError(f"{where}: corrupt gzip file ({_one_line(e)}); delete it and fetch it again") from None
+        raise VaekitError(f"{where}: corrupt gzip file ({one_line(e)}); delete it and fetch it again") from None
 
 
 def _parse_idx(data: bytes, where: str, magic: int) -> np.ndarray:
@@ -602,7 +537,7 @@ def _download_idx_files(
                 break
             except (OSError, ValueError, http.client.HTTPException, VaekitError) as e:
                 # URLError and timeouts are OSErrors; a malformed URL is a ValueError.
-                last_error = _one_line(e)
+                last_error = one_line(e)
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)

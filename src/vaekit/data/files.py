@@ -1,7 +1,14 @@
 """Users' own data: ``.npy``, ``.npz``, ``.csv``, ``.tsv`` files and folders of images.
 
+This module holds the readers of users' files, registered by suffix in :data:`SOURCES`
+(:func:`register_source`; :func:`file_suffixes` lists the suffixes), :func:`load_file`, which
+dispatches to them, :func:`read_npy` and :class:`MemmapArray` for ``.npy`` arrays, and
+:func:`load_array`, a ``.npy`` checked against the per-example shape a trained model needs.
+It imports nothing from :mod:`vaekit.data.builtin`; the built-in datasets' loader
+(:func:`vaekit.data.builtin.load_dataset`) calls :func:`load_file` for a path.
+
 :func:`load_file` picks a reader from :data:`SOURCES` by the path's suffix (a folder is read as
-images) and returns a :class:`~vaekit.datasets.Dataset` whose ``train`` holds every row of the
+images) and returns a :class:`~vaekit.data.types.Dataset` whose ``train`` holds every row of the
 file, in the file's order, and whose ``test`` is None: how to hold data out is the caller's
 choice, not the file's.
 
@@ -36,8 +43,8 @@ import numpy as np
 import numpy.lib.format as npy_format
 import torch
 
-from .builtin import Dataset, PathLike, _one_line
 from ..errors import VaekitError
+from .types import Dataset, PathLike, cannot_read, one_line, read_bytes
 
 #: A ``.npy`` larger than this is memory-mapped when ``memmap`` is None (auto).
 MEMMAP_AUTO_BYTES = 1 << 30
@@ -73,6 +80,23 @@ def register_source(key: str, noun: str) -> Callable[[Callable[..., Dataset]], C
     return wrap
 
 
+def file_suffixes() -> list[str]:
+    """The file suffixes a reader in :data:`SOURCES` handles, in registration order.
+
+    Returns
+    -------
+    list of str
+        Lower case, with the dot: ``[".npy", ".npz", ".csv", ".tsv"]`` unless more readers are
+        registered. Folders of images (the key ``"images"``) are not a suffix and not listed.
+
+    Example
+    -------
+    >>> file_suffixes()
+    ['.npy', '.npz', '.csv', '.tsv']
+    """
+    return [k for k in SOURCES if k.startswith(".")]
+
+
 def load_file(
     path: PathLike,
     *,
@@ -82,7 +106,7 @@ def load_file(
     memmap: bool | None = None,
     strict: bool = True,
 ) -> Dataset:
-    """Read a user's file (or folder of images) as a :class:`~vaekit.datasets.Dataset`.
+    """Read a user's file (or folder of images) as a :class:`~vaekit.data.types.Dataset`.
 
     Parameters
     ----------
@@ -132,7 +156,7 @@ def load_file(
         hint = "; for images, give the folder that holds them" if key in IMAGE_SUFFIXES else ""
         raise VaekitError(
             f"{path}: cannot read {key or 'files without a suffix'}; give a "
-            f"{', '.join(k for k in SOURCES if k.startswith('.'))} file or a folder of images{hint}"
+            f"{', '.join(file_suffixes())} file or a folder of images{hint}"
         )
     reader = SOURCES[key]
     given = {"label_column": label_column, "image_size": image_size, "grayscale": grayscale, "memmap": memmap}
@@ -158,7 +182,7 @@ def load_file(
 
 
 class MemmapArray:
-    """Rows of a ``.npy`` read lazily, a batch at a time.
+    """Rows of a ``.npy`` read lazily, a batch at a time (a :class:`~vaekit.data.types.LazyArray`).
 
     Indexing returns float32 tensors, like indexing a tensor: ``x[idx]`` for a tensor of row
     indices (in that order), ``x[a:b]`` for a range, ``x[i]`` for one row. Only the rows asked
@@ -295,7 +319,7 @@ def read_npy(path: PathLike, memmap: bool | None = False) -> torch.Tensor | Memm
             shape, dtype, offset = _npy_header(f, path)
         size = path.stat().st_size
     except OSError as e:
-        raise VaekitError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise cannot_read(path, e) from None
 
     _check_layout(str(path), shape, dtype)
     needed = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -306,7 +330,7 @@ def read_npy(path: PathLike, memmap: bool | None = False) -> torch.Tensor | Memm
     try:
         arr = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise VaekitError(f"{path}: corrupt .npy file ({_one_line(e)})") from None
+        raise VaekitError(f"{path}: corrupt .npy file ({one_line(e)})") from None
     if lazy:
         _check_finite_chunked(str(path), arr)
         return MemmapArray(arr[:, None] if arr.ndim == 3 else arr)  # (N, H, W) -> (N, 1, H, W)
@@ -323,7 +347,7 @@ def _npy_header(f, path: pathlib.Path) -> tuple[tuple[int, ...], np.dtype, int]:
         else:
             raise VaekitError(f"{path}: .npy format version {version} is not supported; save it with np.save")
     except (ValueError, EOFError, SyntaxError, UnicodeDecodeError, tokenize.TokenError) as e:
-        raise VaekitError(f"{path}: corrupt .npy file ({_one_line(e)})") from None
+        raise VaekitError(f"{path}: corrupt .npy file ({one_line(e)})") from None
     return tuple(shape), dtype, f.tell()
 
 
@@ -394,6 +418,51 @@ def load_npy(path: PathLike, *, memmap: bool | None = None) -> Dataset:
     return Dataset(name=str(path), train=x, test=None, kind=_npy_kind(x))
 
 
+def load_array(path: PathLike, expected_shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """A user's ``.npy`` of examples in memory (:func:`read_npy`), checked against a model's shape.
+
+    Also importable as ``vaekit.data.builtin.load_array``, where it lived before.
+
+    Parameters
+    ----------
+    path : path
+        The ``.npy`` file (as written by ``np.save``): ``N x D``, ``N x H x W`` (grey images,
+        returned as ``N x 1 x H x W``) or ``N x C x H x W``; uint8 is scaled to [0, 1], as
+        :func:`load_file` reads it, so a model sees the same values at training and evaluation.
+    expected_shape : tuple of int, optional
+        The per-example shape a trained model needs, e.g. ``(1, 8, 8)``; a different one is
+        refused rather than reshaped.
+
+    Returns
+    -------
+    torch.Tensor
+        float32, ``(N, *shape)``.
+
+    Raises
+    ------
+    VaekitError
+        One line naming the file: whatever :func:`read_npy` refuses, or a per-example shape
+        other than ``expected_shape`` (with the reshape to use when the sizes agree).
+
+    Example
+    -------
+    >>> np.save("/tmp/x.npy", np.zeros((5, 8, 8)))  # doctest: +SKIP
+    >>> load_array("/tmp/x.npy", expected_shape=(1, 8, 8)).shape  # doctest: +SKIP
+    torch.Size([5, 1, 8, 8])
+    """
+    x = read_npy(path, memmap=False)
+    shape = tuple(x.shape[1:])
+    if expected_shape is not None and shape != tuple(expected_shape):
+        expected_shape = tuple(expected_shape)
+        hint = ""
+        if int(np.prod(shape)) == int(np.prod(expected_shape)):
+            hint = f"; reshape it to {(x.shape[0], *expected_shape)}"
+        raise VaekitError(
+            f"{path}: examples have shape {shape} but the model was trained on {expected_shape}{hint}"
+        )
+    return x
+
+
 @register_source(".npz", ".npz files")
 def load_npz(path: PathLike) -> Dataset:
     """A ``.npz`` holding exactly one array, or arrays ``x`` and optionally ``y`` (labels).
@@ -406,7 +475,7 @@ def load_npz(path: PathLike) -> Dataset:
         with open(path, "rb") as f:
             head = f.read(len(_ZIP_MAGIC))
     except OSError as e:
-        raise VaekitError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise cannot_read(path, e) from None
     if not head:
         raise VaekitError(f"{path}: empty file, expected a .npz archive (np.savez)")
     if head not in (_ZIP_MAGIC, _EMPTY_ZIP_MAGIC):
@@ -423,7 +492,7 @@ def load_npz(path: PathLike) -> Dataset:
                 raise VaekitError(f"{path}: holds {found}; expected one array, or one named x (and y for labels)")
             arrays = {name: _npz_member(npz, name, path) for name in (x_name, y_name) if name}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise VaekitError(f"{path}: corrupt .npz file ({_one_line(e)})") from None
+        raise VaekitError(f"{path}: corrupt .npz file ({one_line(e)})") from None
     x = torch.from_numpy(_examples(f"{path}[{x_name}]", arrays[x_name]))
     labels, classes = (None, None) if y_name is None else _npz_labels(f"{path}[{y_name}]", arrays[y_name], len(x))
     return Dataset(name=str(path), train=x, test=None, train_labels=labels, kind=_npy_kind(x), classes=classes)
@@ -502,10 +571,7 @@ def _read_text_rows(path: pathlib.Path, delimiter: str) -> tuple[list[str], _Tex
 
     Blank lines are skipped; line numbers count them, as an editor does.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise VaekitError(f"{path}: cannot read ({e.strerror or e})") from None
+    raw = read_bytes(path)
     if b"\0" in raw:
         raise VaekitError(f"{path}: not a text file (it holds NUL bytes)")
     try:
@@ -539,7 +605,7 @@ def _read_text_rows(path: pathlib.Path, delimiter: str) -> tuple[list[str], _Tex
                 linenos.append(start)
             start = reader.line_num + 1
     except csv.Error as e:
-        raise VaekitError(f"{path}: row {reader.line_num}: malformed {path.suffix.lower()[1:].upper() or 'CSV'} ({_one_line(e)})") from None
+        raise VaekitError(f"{path}: row {reader.line_num}: malformed {path.suffix.lower()[1:].upper() or 'CSV'} ({one_line(e)})") from None
     if not rows:
         raise VaekitError(f"{path}: empty file")
     first = [c.strip() for c in rows[0]]
@@ -781,7 +847,7 @@ def load_image_folder(
                 modes.append(img.mode)
                 sizes.append((h, w))
         except _PIL_ERRORS + (Image.DecompressionBombError,) as e:
-            raise VaekitError(f"{f}: cannot read image ({_one_line(e)})") from None
+            raise VaekitError(f"{f}: cannot read image ({one_line(e)})") from None
     mode = "L" if grayscale or all(m in _GREY_MODES for m in modes) else "RGB"
     if image_size is None:
         odd = next((i for i, s in enumerate(sizes) if s != sizes[0]), None)
@@ -807,7 +873,7 @@ def load_image_folder(
                     img = img.resize((w, h), Image.Resampling.BILINEAR)
                 pixels[i] = np.asarray(img).reshape(h, w, channels)
         except _PIL_ERRORS + (Image.DecompressionBombError,) as e:
-            raise VaekitError(f"{f}: cannot read image ({_one_line(e)})") from None
+            raise VaekitError(f"{f}: cannot read image ({one_line(e)})") from None
 
     # (N, H, W, C) uint8 -> (N, C, H, W) float32 in [0, 1]
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
@@ -855,4 +921,4 @@ def _open_image(f: pathlib.Path, Image):
     except Image.UnidentifiedImageError:
         raise VaekitError(f"{f}: cannot read image (not a PNG or JPEG file, or corrupt)") from None
     except _PIL_ERRORS + (Image.DecompressionBombError,) as e:
-        raise VaekitError(f"{f}: cannot read image ({_one_line(e)})") from None
+        raise VaekitError(f"{f}: cannot read image ({one_line(e)})") from None

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from ..config import BINARIZE_MODES, TrainConfig
-from .builtin import DATASETS, Dataset, binarize, load_dataset
+from .builtin import Dataset, binarize, is_path, load_dataset
+from .examples import ByteImages, Examples  # noqa: F401  (ByteImages: re-exported)
 from ..errors import VaekitError
 
 # Fixed seed of the one-off binarization of held-out data: the same test set for every run.
@@ -86,47 +87,6 @@ class Transformed:
         return Transformed(self.source.subset(indices), self.fn)
 
 
-class ByteImages:
-    """8-bit images held as they are stored, read as float32 grey levels ``k / 255`` a batch
-    at a time: a quarter of the memory of the float32 array (MNIST's training set: 47 MB
-    instead of 188 MB), the same values. Indexing returns what indexing the float32 array
-    would (``benchmarks/RESULTS.md`` measures the memory it saves in training).
-
-    Example
-    -------
-    >>> x = ByteImages(torch.tensor([[0, 255]], dtype=torch.uint8))
-    >>> x[0].tolist()
-    [0.0, 1.0]
-    """
-
-    dtype = torch.float32
-
-    def __init__(self, data: Tensor):
-        if data.dtype != torch.uint8:
-            raise VaekitError(f"ByteImages holds uint8 images, got {data.dtype}")
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __repr__(self) -> str:
-        return f"ByteImages(shape={self.shape})"
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
-
-    def __getitem__(self, idx) -> Tensor:
-        return self.data[idx].float().div_(255.0)
-
-    def subset(self, indices: Tensor) -> "ByteImages":
-        return ByteImages(self.data[indices])
-
-    def to(self, device: torch.device | str) -> "ByteImages":
-        """The same images on ``device``, still as bytes (a quarter of the copy's traffic)."""
-        return ByteImages(self.data.to(device))
-
-
 # -- the transform a run remembers ---------------------------------------------------------------
 
 @dataclass
@@ -178,17 +138,16 @@ def choose_likelihood(kind: str, lo: float, hi: float) -> tuple[str, str]:
 
 @dataclass
 class Splits:
-    """Training, validation and test data as the model sees them (binarized if asked).
+    """Training, validation and test examples as the model sees them (binarized if asked), each
+    with its labels where the data have them.
 
-    Each is a float tensor ``(N, *shape)`` or a lazy array read a batch at a time.
+    Each ``x`` is a float tensor ``(N, *shape)`` or a lazy array read a batch at a time.
     """
 
-    train: Any
-    val: Any | None
-    test: Any
+    train: Examples
+    val: Examples | None
+    test: Examples
     info: dict[str, Any]
-    train_labels: Tensor | None = None
-    test_labels: Tensor | None = None
 
 
 def source_options(cfg: TrainConfig) -> dict[str, Any]:
@@ -205,8 +164,34 @@ def source_options(cfg: TrainConfig) -> dict[str, Any]:
     return opts
 
 
-def _take(x, idx: Tensor):
-    return x[idx] if isinstance(x, Tensor) else x.subset(idx)
+def holdout_split(n: int, n_val: int, seed: int) -> tuple[Tensor, Tensor]:
+    """``(train_indices, val_indices)``: ``n_val`` of ``n`` examples held out, chosen by ``seed``.
+
+    The one split of a training set: training takes it, and a trained run's ``encode``,
+    ``evaluate`` and ``score`` find the same rows again from the recorded seed and size.
+    """
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[n_val:], perm[:n_val]
+
+
+def binarize_heldout(x) -> Tensor:
+    """Held-out examples drawn once as 0/1 with a fixed seed, so that every run, model and
+    evaluation of the same data sees the same binary test set."""
+    dense = x if isinstance(x, Tensor) else torch.cat(list(chunks(x)))
+    return binarize(dense, torch.Generator().manual_seed(HELDOUT_BINARIZE_SEED))
+
+
+def _n_val(cfg: TrainConfig, n: int, has_test: bool) -> int:
+    if not 0 <= cfg.val_fraction < 1:
+        raise VaekitError(f"--val-fraction {cfg.val_fraction}: must lie in [0, 1)")
+    n_val = int(round(cfg.val_fraction * n))
+    if cfg.val_fraction > 0 and n_val == 0:
+        n_val = 1  # asked for a held-out part: at least one example
+    if n_val >= n:
+        raise VaekitError(f"--val-fraction {cfg.val_fraction}: leaves no training examples of {n}")
+    if not has_test and n_val == 0:
+        raise VaekitError(f"{cfg.data}: a file of your own needs a held-out part for the figures; use --val-fraction above 0")
+    return n_val
 
 
 def prepare_data(cfg: TrainConfig) -> Splits:
@@ -222,52 +207,40 @@ def prepare_data(cfg: TrainConfig) -> Splits:
     """
     if cfg.binarize not in BINARIZE_MODES:
         raise VaekitError(f"--binarize {cfg.binarize}: unknown mode; choose one of: {', '.join(BINARIZE_MODES)}")
-    if not 0 <= cfg.val_fraction < 1:
-        raise VaekitError(f"--val-fraction {cfg.val_fraction}: must lie in [0, 1)")
     ds = load_dataset(cfg.data, cfg.data_dir, **source_options(cfg))
-    n = len(ds.train)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    perm = torch.randperm(n, generator=gen)
-    n_val = int(round(cfg.val_fraction * n))
-    if cfg.val_fraction > 0 and n_val == 0:
-        n_val = 1  # asked for a held-out part: at least one example
-    if n_val >= n:
-        raise VaekitError(f"--val-fraction {cfg.val_fraction}: leaves no training examples of {n}")
-    if ds.test is None and n_val == 0:
-        raise VaekitError(f"{cfg.data}: a file of your own needs a held-out part for the figures; use --val-fraction above 0")
-    train_idx, val_idx = perm[n_val:], perm[:n_val]
-    train, val = _take(ds.train, train_idx), (_take(ds.train, val_idx) if n_val else None)
-    labels = ds.train_labels
-    train_labels = labels[train_idx] if labels is not None else None
+    whole = Examples(ds.train, ds.train_labels)
+    n_val = _n_val(cfg, len(whole), ds.test is not None)
+    train_idx, val_idx = holdout_split(len(whole), n_val, cfg.seed)
+    train, val = whole.subset(train_idx), (whole.subset(val_idx) if n_val else None)
     if ds.test is not None:
-        test, test_labels, test_split = ds.test, ds.test_labels, "test"
+        test, test_split = Examples(ds.test, ds.test_labels), "test"
     else:
-        test, test_labels, test_split = val, (labels[val_idx] if labels is not None else None), "val"
+        test, test_split = val, "val"
 
-    transform = Standardize.fit(train) if ds.kind == "table" else None
-    train, val, test = (_apply(transform, x) if x is not None else None for x in (train, val, test))
+    transform = Standardize.fit(train.x) if ds.kind == "table" else None
+    if transform is not None:
+        train, val, test = (_transformed(transform, e) for e in (train, val, test))
 
     if cfg.binarize != "none":
         if not isinstance(ds.train, Tensor) and cfg.binarize == "static":
             raise VaekitError(f"{cfg.data}: --binarize static needs the data in memory; use --binarize dynamic")
-        lo, hi = value_range(train)
+        lo, hi = value_range(train.x)
         if lo < 0 or hi > 1:
             raise VaekitError(f"{cfg.data}: values lie in [{lo:g}, {hi:g}]; --binarize needs values in [0, 1]")
-        fixed = torch.Generator().manual_seed(HELDOUT_BINARIZE_SEED)
-        heldout = torch.cat(list(chunks(test))) if not isinstance(test, Tensor) else test
-        test = binarize(heldout, fixed)
+        test = Examples(binarize_heldout(test.x), test.y)
         if test_split == "val":
             val = test
         elif val is not None:
-            val = binarize(val if isinstance(val, Tensor) else torch.cat(list(chunks(val))), fixed)
+            val = Examples(binarize_heldout(val.x), val.y)
         if cfg.binarize == "static":
-            train = binarize(train, torch.Generator().manual_seed(cfg.seed))
+            train = Examples(binarize(train.x, torch.Generator().manual_seed(cfg.seed)), train.y)
     info = {
         "name": ds.name,
         "kind": ds.kind,
         "shape": list(ds.shape),
         "columns": ds.columns,
         "classes": ds.classes,
+        "labelled": ds.train_labels is not None,
         "transform": transform.to_dict() if transform is not None else {"kind": "none"},
         "n_train": len(train),
         "n_val": 0 if val is None else len(val),
@@ -277,14 +250,14 @@ def prepare_data(cfg: TrainConfig) -> Splits:
         "val_fraction": cfg.val_fraction,
         "in_memory": isinstance(ds.train, Tensor),
     }
-    return Splits(train, val, test, info, train_labels, test_labels)
+    return Splits(train, val, test, info)
 
 
-def _is_file(name: str) -> bool:
-    return name not in DATASETS and (os.path.exists(name) or name.endswith((".npy", ".npz", ".csv", ".tsv")))
+def _transformed(transform, examples: Examples | None) -> Examples | None:
+    return None if examples is None else Examples(_apply(transform, examples.x), examples.y)
 
 
-def load_labelled_split(
+def load_examples(
     train_config: TrainConfig,
     split: str = "test",
     *,
@@ -292,15 +265,16 @@ def load_labelled_split(
     data_dir: str | os.PathLike | None = None,
     data_shape: tuple[int, ...] | None = None,
     data_info: dict[str, Any] | None = None,
-) -> tuple[Any, Tensor | None]:
-    """Examples and labels (``None`` when there are none) for a trained model, the examples
-    read and transformed exactly as its held-out data were.
+) -> Examples:
+    """Examples (with their labels where there are any) for a trained model, read and
+    transformed exactly as its held-out data were.
 
     Parameters
     ----------
     train_config : the run's training config (its dataset, file options and binarization)
     split : ``train``, ``test`` or ``all`` (train then test) of a built-in dataset, in its
-        order; a file is always read whole, in its order
+        order; for the run's own file, ``test`` is its held-out part, ``train`` the rest and
+        ``all`` every row in the file's order; another file is always read whole, in order
     data : a dataset name or a file (.npy, .npz, .csv, .tsv, a folder of images); default the
         run's data
     data_dir : folder of a built-in dataset's files; default the run's
@@ -309,40 +283,51 @@ def load_labelled_split(
     """
     name = data or train_config.data
     info = data_info or {}
+    if split not in ("train", "test", "all"):
+        raise VaekitError(f"--split {split}: choose train, test or all")
     if data_dir is None and name == train_config.data:
         data_dir = train_config.data_dir
     # a file is read with the run's options; new files may lack what does not apply to them
-    options = {**source_options(train_config), "strict": data is None} if _is_file(name) else {}
+    options = {**source_options(train_config), "strict": data is None} if is_path(name) else {}
     ds: Dataset = load_dataset(name, data_dir, **options)
     if data_shape is not None and tuple(ds.shape) != tuple(data_shape):
         raise VaekitError(f"{name}: examples have shape {tuple(ds.shape)} but the model was trained on {tuple(data_shape)}")
     if info.get("columns") and ds.columns is not None and list(ds.columns) != list(info["columns"]):
         raise VaekitError(f"{name}: columns {ds.columns} differ from the training columns {info['columns']}")
+    whole = Examples(ds.train, ds.train_labels)
     if ds.test is None and data is None and split != "all" and info.get("test_split") == "val":
         # the run's own file: its held-out part ("test") or the rest ("train"), as training split it
-        perm = torch.randperm(len(ds.train), generator=torch.Generator().manual_seed(info["split_seed"]))
-        idx = perm[: info["n_val"]] if split == "test" else perm[info["n_val"] :]
-        x, y = _take(ds.train, idx), (ds.train_labels[idx] if ds.train_labels is not None else None)
+        train_idx, val_idx = holdout_split(len(whole), info["n_val"], info["split_seed"])
+        examples = whole.subset(val_idx if split == "test" else train_idx)
     elif ds.test is None:  # a file: all of it, in order
-        x, y = ds.train, ds.train_labels
+        examples = whole
     else:
-        parts = {"train": [(ds.train, ds.train_labels)], "test": [(ds.test, ds.test_labels)],
-                 "all": [(ds.train, ds.train_labels), (ds.test, ds.test_labels)]}
-        if split not in parts:
-            raise VaekitError(f"--split {split}: choose train, test or all")
-        x = torch.cat([p[0] for p in parts[split]]) if len(parts[split]) > 1 else parts[split][0][0]
-        labels = [p[1] for p in parts[split]]
-        y = None if any(t is None for t in labels) else torch.cat(labels)
-    x = _apply(transform_from_dict(info.get("transform")), x)
+        parts = {"train": [whole], "test": [Examples(ds.test, ds.test_labels)]}
+        parts["all"] = parts["train"] + parts["test"]
+        chosen = parts[split]
+        x = torch.cat([e.x for e in chosen]) if len(chosen) > 1 else chosen[0].x
+        labels = [e.y for e in chosen]
+        examples = Examples(x, None if any(t is None for t in labels) else torch.cat(labels))
+    examples = _transformed(transform_from_dict(info.get("transform")), examples)
     if train_config.binarize != "none":
-        lo, hi = value_range(x)
+        lo, hi = value_range(examples.x)
         if lo < 0 or hi > 1:
             raise VaekitError(f"{name}: values outside [0, 1] cannot be binarized as the model's data were")
-        dense = x if isinstance(x, Tensor) else torch.cat(list(chunks(x)))
-        x = binarize(dense, torch.Generator().manual_seed(HELDOUT_BINARIZE_SEED))
-    return x, y
+        examples = Examples(binarize_heldout(examples.x), examples.y)
+    return examples
+
+
+def load_labelled_split(train_config: TrainConfig, split: str = "test", **kwargs) -> tuple[Any, Tensor | None]:
+    """``(x, labels)`` of :func:`load_examples` (labels ``None`` when there are none)."""
+    examples = load_examples(train_config, split, **kwargs)
+    return examples.x, examples.y
 
 
 def load_split(train_config: TrainConfig, split: str = "test", **kwargs) -> Any:
-    """The examples of :func:`load_labelled_split`, without the labels."""
-    return load_labelled_split(train_config, split, **kwargs)[0]
+    """The examples of :func:`load_examples`, without the labels."""
+    return load_examples(train_config, split, **kwargs).x
+
+
+def check_model_data(model, x, what: str) -> None:
+    """Refuse data that ``model``'s likelihood gives no density to, in one line naming ``what``."""
+    model.check_values(*value_range(x), what)

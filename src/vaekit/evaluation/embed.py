@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
+from ..data.examples import as_examples
+
 
 @torch.inference_mode()
-def encode(model, x, *, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
-    """``(loc, scale)`` of ``q(z|x)`` for every row of ``x``, in order, each ``(N, latent_dim)`` on
-    the CPU. ``x`` is a tensor or a lazy array (read a batch at a time)."""
-    device = model.device
+def encode(model, data: Any, *, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
+    """``(loc, scale)`` of ``q(z|x)`` for every example, in order, each ``(N, latent_dim)`` on
+    the CPU. ``data``: :class:`vaekit.data.Examples` (a conditional encoder reads their labels),
+    or a tensor or lazy array of examples (read a batch at a time)."""
     model.eval()
     locs, scales = [], []
-    for i in range(0, len(x), batch_size):
-        qz = model.encode(x[i : i + batch_size].to(device))
+    for batch in as_examples(data).batches(batch_size, model.device):
+        qz = model.encode(batch)
         locs.append(qz.mean.cpu())
         scales.append(qz.stddev.cpu())
     return torch.cat(locs), torch.cat(scales)
 
 
-def encode_means(model, x, *, batch_size: int = 1000) -> Tensor:
-    """``E_q[z|x]`` for every row of ``x``, in order: ``(N, latent_dim)`` on the CPU."""
-    return encode(model, x, batch_size=batch_size)[0]
+def encode_means(model, data: Any, *, batch_size: int = 1000) -> Tensor:
+    """``E_q[z|x]`` for every example, in order: ``(N, latent_dim)`` on the CPU."""
+    return encode(model, data, batch_size=batch_size)[0]

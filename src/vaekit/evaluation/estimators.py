@@ -10,19 +10,28 @@ for a finite number; their difference from the ELBO estimates the KL gap.
 - :func:`naive_log_likelihood`: the seeds' estimator ``log 1/K sum_k p(x|z_k)``, ``z_k ~ p(z)``:
   unbiased for p(x) but needing far more samples, since most z explain x poorly.
 
-Both run over examples in batches and over the K samples in chunks, accumulating a running
-log-sum-exp, so memory is bounded by ``batch_size * chunk_size`` decoder outputs whatever K is.
+Both are written against the model protocol alone: :func:`log_likelihood` needs only
+``model.log_weights(batch, k)``, the naive estimator only ``prior()`` and ``decode(z, batch)``,
+so they run unchanged on every model that implements :class:`vaekit.models.Model`. They run
+over examples in batches and over the K samples in chunks, accumulating a running
+log-sum-exp, so memory is bounded by about 4M decoder outputs whatever K is.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
+from ..batch import Batch
+from ..data.examples import as_examples
 from ..seeding import seeded
+
+#: numbers one chunk of decoder outputs may hold: K = 1000 took 1.4x as long with chunks of 16M
+#: as with 4M on this project's 2-core machine, and 1M was no faster (benchmarks/RESULTS.md)
+CHUNK_NUMBERS = 2**22
 
 
 def _chunked_logmeanexp(draw: Callable[[int], Tensor], n: int, chunk_size: int, batch: int, device) -> Tensor:
@@ -40,38 +49,46 @@ def _chunked_logmeanexp(draw: Callable[[int], Tensor], n: int, chunk_size: int, 
     return acc - math.log(n)
 
 
-def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int, device: torch.device) -> Tensor:
-    return torch.cat([fn(x[i : i + batch_size].to(device, non_blocking=True)).cpu() for i in range(0, len(x), batch_size)])
+def _sizes(model, n: int, batch_size: int | None, chunk_size: int | None) -> tuple[int, int]:
+    """Examples per batch and samples per chunk, so that a chunk's decoder output stays near
+    :data:`CHUNK_NUMBERS` numbers. By default a batch takes as many examples as let all its K
+    samples fit in one chunk (one encoder pass per example), and at least one."""
+    dim = math.prod(model.config.data_shape)
+    if batch_size is None:
+        batch_size = max(1, min(100, CHUNK_NUMBERS // (n * dim)))
+    chunk = chunk_size or max(1, CHUNK_NUMBERS // (batch_size * dim))
+    return batch_size, chunk
 
 
-def _auto_chunk(model, batch_size: int, budget: int = 2**22) -> int:
-    """Samples per chunk so that one chunk's decoder output stays near ``budget`` numbers.
-
-    On this project's 2-core machine, K = 1000 took 1.4x as long with chunks of 16M numbers
-    as with 4M, and 1M was no faster (``benchmarks/speed_choices.py``, benchmarks/RESULTS.md).
-    """
-    per_sample = batch_size * math.prod(model.config.data_shape)
-    return max(1, budget // per_sample)
+def _estimate(model, data: Any, per_batch: Callable[[Batch], Tensor], batch_size: int, seed: int | None) -> Tensor:
+    examples = as_examples(data)
+    device = model.device
+    model.eval()
+    with seeded(seed, device):
+        return torch.cat([per_batch(b).cpu() for b in examples.batches(batch_size, device)])
 
 
 @torch.inference_mode()
 def log_likelihood(
     model,
-    x: Tensor,
+    data: Any,
     n_importance: int = 1000,
     *,
-    batch_size: int = 100,
+    batch_size: int | None = None,
     chunk_size: int | None = None,
     generator_seed: int | None = 0,
 ) -> Tensor:
     """Importance-weighted estimate of ``log p(x)`` per example, in nats (float64, CPU).
 
+    ``log 1/K sum_k w_k`` with ``log w_k = model.log_weights(batch, k)``: any model of the
+    protocol, any prior, labels and all.
+
     Parameters
     ----------
-    model : VAE
-    x : Tensor, shape (N, *data_shape)
+    model : a :class:`vaekit.models.Model`
+    data : :class:`vaekit.data.Examples`, or a tensor ``(N, *data_shape)`` of examples
     n_importance : K, the number of importance samples per example
-    batch_size : examples per batch
+    batch_size : examples per batch (default: as many as let their K samples fit one chunk)
     chunk_size : samples per chunk (default: chosen so a chunk holds about 4M numbers)
     generator_seed : seed for the noise (``None``: the global random state)
 
@@ -83,31 +100,22 @@ def log_likelihood(
     --------
     >>> ll = log_likelihood(model, x_test, n_importance=5000)  # doctest: +SKIP
     """
-    device = model.device
-    chunk = chunk_size or _auto_chunk(model, batch_size)
-    model.eval()
+    batch_size, chunk = _sizes(model, n_importance, batch_size, chunk_size)
 
-    def estimate(xb: Tensor) -> Tensor:
-        qz = model.encode(xb)  # once per batch; each chunk draws from it
-        pz = model.prior()
+    def per_batch(batch: Batch) -> Tensor:
+        draw = lambda k: model.log_weights(batch, k)  # noqa: E731  (k, B)
+        return _chunked_logmeanexp(draw, n_importance, chunk, len(batch["x"]), batch["x"].device)
 
-        def draw(k: int) -> Tensor:
-            z = qz.rsample((k,))  # (k, B, L): the same noise draws as VAE.elbo
-            return model.decode(z).log_prob(xb) + pz.log_prob(z) - qz.log_prob(z)
-
-        return _chunked_logmeanexp(draw, n_importance, chunk, len(xb), xb.device)
-
-    with seeded(generator_seed, device):
-        return _batched(estimate, x, batch_size, device)
+    return _estimate(model, data, per_batch, batch_size, generator_seed)
 
 
 @torch.inference_mode()
 def naive_log_likelihood(
     model,
-    x: Tensor,
+    data: Any,
     n_samples: int = 1000,
     *,
-    batch_size: int = 100,
+    batch_size: int | None = None,
     chunk_size: int | None = None,
     generator_seed: int | None = 0,
 ) -> Tensor:
@@ -115,27 +123,21 @@ def naive_log_likelihood(
 
     Same interface as :func:`log_likelihood`, so the two can be compared sample for sample.
     """
-    device = model.device
-    chunk = chunk_size or _auto_chunk(model, batch_size)
-    model.eval()
+    batch_size, chunk = _sizes(model, n_samples, batch_size, chunk_size)
 
-    def estimate(xb: Tensor) -> Tensor:
+    def per_batch(batch: Batch) -> Tensor:
         pz = model.prior()
+        B = len(batch["x"])
+        draw = lambda k: model.decode(pz.sample((k, B)), batch).log_prob(batch["x"])  # noqa: E731  (k, B)
+        return _chunked_logmeanexp(draw, n_samples, chunk, B, batch["x"].device)
 
-        def draw(k: int) -> Tensor:
-            z = pz.sample((k, len(xb)))  # (k, B, L)
-            return model.decode(z).log_prob(xb)
-
-        return _chunked_logmeanexp(draw, n_samples, chunk, len(xb), xb.device)
-
-    with seeded(generator_seed, device):
-        return _batched(estimate, x, batch_size, device)
+    return _estimate(model, data, per_batch, batch_size, generator_seed)
 
 
 @torch.inference_mode()
-def active_units(model, x: Tensor, *, threshold: float = 0.01, batch_size: int = 1000) -> int:
+def active_units(model, data: Any, *, threshold: float = 0.01, batch_size: int = 1000) -> int:
     """Latent units whose ``Cov_x(E_q[z_u])`` exceeds ``threshold`` (Burda et al. 2015, sec. 5.2)."""
     from .embed import encode_means
 
-    means = encode_means(model, x, batch_size=batch_size).double()
+    means = encode_means(model, data, batch_size=batch_size).double()
     return int((means.var(0, unbiased=True) > threshold).sum())

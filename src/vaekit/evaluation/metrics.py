@@ -8,7 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..data.examples import as_examples
+from ..errors import VaekitError
+from ..data.prepare import check_model_data, load_examples
 from ..seeding import seeded
+from .embed import encode_means
+from .estimators import active_units, log_likelihood
+from .probe import linear_probe_accuracy
 
 
 def bits_per_dim(log_likelihood_nats: float, n_dims: int) -> float:
@@ -17,8 +23,8 @@ def bits_per_dim(log_likelihood_nats: float, n_dims: int) -> float:
 
 
 @torch.inference_mode()
-def evaluate(model, x: Tensor, *, batch_size: int = 500, seed: int = 0) -> dict[str, Any]:
-    """Mean held-out objective terms, reconstruction error, and bits per dimension.
+def evaluate(model, data: Any, *, batch_size: int = 500, seed: int = 0) -> dict[str, Any]:
+    """Mean held-out terms of the model, reconstruction error, and bits per dimension.
 
     The sampling noise is drawn with the random state seeded by ``seed``, so the same model and
     data give the same figures every time (this is how ``vaekit evaluate`` reproduces the
@@ -26,8 +32,9 @@ def evaluate(model, x: Tensor, *, batch_size: int = 500, seed: int = 0) -> dict[
 
     Parameters
     ----------
-    model : VAE, Autoencoder or PCA (anything with ``objective`` and ``reconstruct``)
-    x : Tensor, shape (N, *data_shape)
+    model : a :class:`vaekit.models.Model` (VAE, Autoencoder, PCA or your own)
+    data : :class:`vaekit.data.Examples` (examples with their labels, which reach the model's
+        ``elbo(batch)``), or a tensor ``(N, *data_shape)`` or lazy array of examples
     batch_size : int
         examples per batch; 500 adds 8-14 MiB less to a process's peak memory than 1000 on
         MNIST-sized images, in time within the machine's noise (benchmarks/RESULTS.md)
@@ -35,31 +42,29 @@ def evaluate(model, x: Tensor, *, batch_size: int = 500, seed: int = 0) -> dict[
 
     Returns
     -------
-    dict with the mean of every term of ``model.objective`` in nats per example (for a VAE:
+    dict with ``headline``, the key of the figure the model leads with, the mean of every term of ``model.elbo`` in nats per example (for a VAE:
     ``elbo``, ``reconstruction`` = E_q[log p(x|z)] and ``kl``; the ELBO is higher-is-better and
-    equals reconstruction - kl), ``bits_per_dim`` (of the ELBO, or of an exact log-likelihood),
-    ``reconstruction_error`` (squared error per example at z = E_q[z], summed over dimensions)
-    and ``n_examples``.
+    equals reconstruction - kl), ``bits_per_dim`` (of the headline figure, when it is log p(x)
+    or a bound on it), ``reconstruction_error`` (squared error per example at z = E_q[z],
+    summed over dimensions) and ``n_examples``.
     """
+    examples = as_examples(data)
     device = model.device
     was_training = model.training
     model.eval()
     sums, names = None, ()
     with seeded(seed, device):
-        for i in range(0, len(x), batch_size):
-            xb = x[i : i + batch_size].to(device, non_blocking=True)
-            terms = model.objective(xb)
-            sq_err = (model.reconstruct(xb) - xb).square().flatten(1).sum(1)
-            batch = torch.stack([t.sum(dtype=torch.float64) for t in (*terms, sq_err)])
-            sums, names = (batch if sums is None else sums + batch), terms._fields
+        for batch in examples.batches(batch_size, device):
+            terms = model.elbo(batch)
+            sq_err = (model.reconstruct(batch) - batch["x"]).square().flatten(1).sum(1)
+            batch_sums = torch.stack([t.sum(dtype=torch.float64) for t in (*terms, sq_err)])
+            sums, names = (batch_sums if sums is None else sums + batch_sums), terms._fields
     model.train(was_training)
-    n = len(x)
+    n = len(examples)
     means = dict(zip((*names, "reconstruction_error"), (sums / n).tolist()))
-    bound = means.get("elbo", means.get("log_likelihood"))
-    n_dims = math.prod(x.shape[1:])
-    result = {k: means[k] for k in names}
-    if bound is not None:
-        result["bits_per_dim"] = bits_per_dim(bound, n_dims)
+    result: dict[str, Any] = {"headline": model.headline.key, **{k: means[k] for k in names}}
+    if model.headline.bounds_log_likelihood:
+        result["bits_per_dim"] = bits_per_dim(means[model.headline.key], math.prod(examples.shape[1:]))
     result["reconstruction_error"] = means["reconstruction_error"]
     result["n_examples"] = n
     return result
@@ -80,41 +85,41 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Everything ``vaekit evaluate`` reports for a loaded run directory.
 
-    Beside :func:`evaluate`'s figures: with ``n_importance`` K, the importance-weighted
-    ``log_likelihood`` and the ``gap`` (log-likelihood minus ELBO, an estimate of
-    KL(q(z|x) || p(z|x)), averaged over examples); ``active_units`` (units whose
-    Cov_x(E_q[z]) exceeds 0.01, Burda et al. 2015); ``probe_accuracy``, the test accuracy of a
-    logistic regression on the training set's latent means (``None`` without labels).
+    Beside :func:`evaluate`'s figures: ``headline``, the key of the figure the model leads
+    with; with ``n_importance`` K, the importance-weighted ``log_likelihood`` and the ``gap``
+    (log-likelihood minus the headline bound, an estimate of KL(q(z|x) || p(z|x)), averaged
+    over examples); ``active_units`` (units whose Cov_x(E_q[z]) exceeds 0.01, Burda et al.
+    2015); ``probe_accuracy``, the test accuracy of a logistic regression on the training set's
+    latent means (``None`` without labels).
     """
-    from .embed import encode_means
-    from .estimators import active_units, log_likelihood
-    from .probe import linear_probe_accuracy
-    from ..data.prepare import load_labelled_split
-
     model, shape = run.model, run.model_config.data_shape
     data_info = run.info.get("data", {})
-    x, y = load_labelled_split(run.train_config, split, data=data, data_dir=data_dir, data_shape=shape, data_info=data_info)
+    examples = load_examples(run.train_config, split, data=data, data_dir=data_dir, data_shape=shape,
+                             data_info=data_info)
     what = data or f"dataset {run.train_config.data!r}"
     if n_examples is not None:
-        x, y = x[:n_examples], (None if y is None else y[:n_examples])
-    model.check_data(x, what)
+        examples = examples.head(n_examples)
+    check_model_data(model, examples.x, what)
     name = data_info.get("test_split", "test") if split == "test" else split
-    result: dict[str, Any] = {"split": name if data is None else what, **evaluate(model, x, batch_size=batch_size, seed=seed)}
+    headline = model.headline
+    result: dict[str, Any] = {"split": name if data is None else what,
+                              **evaluate(model, examples, batch_size=batch_size, seed=seed)}
     if n_importance is not None:
-        if "elbo" not in result:
-            from ..errors import VaekitError
-
-            raise VaekitError(f"--n-importance: a {run.model_config.model!r} model has no q(z|x) to sample; it applies to a vae")
-        ll = log_likelihood(model, x, n_importance, batch_size=max(1, min(batch_size, 100)), chunk_size=chunk_size,
-                            generator_seed=seed)
+        if headline.exact or not headline.bounds_log_likelihood:
+            why = "its log-likelihood is exact" if headline.exact else "it has no q(z|x) and p(z) to weigh samples by"
+            raise VaekitError(f"--n-importance: a {run.model_config.model!r} model needs no importance sampling "
+                              f"({why}); it applies to a vae")
+        ll = log_likelihood(model, examples, n_importance, chunk_size=chunk_size, generator_seed=seed)
         result["log_likelihood"] = float(ll.mean())
-        result["gap"] = result["log_likelihood"] - result["elbo"]
+        result["gap"] = result["log_likelihood"] - result[headline.key]
         result["n_importance"] = n_importance
         result["log_likelihood_bits_per_dim"] = bits_per_dim(result["log_likelihood"], math.prod(shape))
-    result["active_units"] = active_units(model, x, batch_size=batch_size)
+    result["active_units"] = active_units(model, examples, batch_size=batch_size)
     result["probe_accuracy"] = None
-    if probe and y is not None and data is None:
-        x_train, y_train = load_labelled_split(run.train_config, "train", data_shape=shape, data_info=data_info)
-        z_train = encode_means(model, x_train, batch_size=batch_size)
-        result["probe_accuracy"] = linear_probe_accuracy(z_train, y_train, encode_means(model, x, batch_size=batch_size), y)
+    if probe and examples.y is not None and data is None:
+        train = load_examples(run.train_config, "train", data_shape=shape, data_info=data_info)
+        if train.y is not None:
+            z_train = encode_means(model, train, batch_size=batch_size)
+            result["probe_accuracy"] = linear_probe_accuracy(z_train, train.y, encode_means(model, examples, batch_size=batch_size),
+                                                             examples.y)
     return result

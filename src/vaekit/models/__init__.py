@@ -1,0 +1,15 @@
+"""The model core: models and priors, networks, likelihoods, distributions.
+
+It imports nothing from vaekit's data, training, evaluation or command line. A model is
+anything that implements :class:`Model`; :func:`register_model` makes it buildable by name.
+"""
+
+from .base import ModelBase
+from .protocol import Headline, Model, check_model
+from .registry import MODELS, build_model, register_model
+from .priors import PRIORS, Prior, StandardNormal, build_prior, register_prior
+from .vae import ELBO, VAE
+from .baselines import PCA, Autoencoder  # noqa: F401  (registers ae and pca)
+
+__all__ = ["ELBO", "Headline", "MODELS", "Model", "ModelBase", "PCA", "PRIORS", "Prior", "StandardNormal",
+           "Autoencoder", "VAE", "build_model", "build_prior", "check_model", "register_model", "register_prior"]

@@ -1,8 +1,9 @@
 """The baselines the seeds compare VAEs against: a deterministic autoencoder and PCA.
 
 Both are trained and evaluated through the same commands as the VAE (``--model ae|pca``) and
-share its interface: ``encode`` (a distribution over codes, here a point mass), ``decode``,
-``reconstruct``, ``sample``, ``objective``.
+implement the same :class:`~vaekit.models.Model` protocol: ``encode`` (a distribution over
+codes, here a point mass), ``decode``, ``reconstruct``, ``sample``, ``elbo`` (the terms each
+reports, led by the figure its ``headline`` declares).
 
 - ``ae``: the VAE's own networks and likelihood, no sampling and no KL: it maximizes
   ``log p(x | z = loc(x))``. With ``--arch linear --likelihood gaussian`` that is the squared
@@ -21,14 +22,18 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch.distributions import Independent, Normal
+from torch.distributions import Distribution, Independent, LowRankMultivariateNormal, Normal
 
-from ..evaluation import ppca
+from ..batch import Batch, as_batch
 from ..config import ModelConfig
-from .distributions import diag_normal, standard_normal
+from ..errors import VaekitError
+from .base import ModelBase
+from .distributions import DiagonalNormal, diag_normal
 from .likelihoods import make_likelihood
-from .vae import LatentVariableModel, register_model
 from .networks import build_networks
+from .priors import build_prior
+from .protocol import Headline
+from .registry import register_model
 
 
 class AETerms(NamedTuple):
@@ -43,59 +48,69 @@ class PCATerms(NamedTuple):
     log_likelihood: Tensor  # exact log p(x) under the PPCA model
 
 
-def _point_mass(loc: Tensor) -> Independent:
+def _point_mass(loc: Tensor) -> DiagonalNormal:
     # A Gaussian of (numerically) zero width, so that .mean, .sample and .rsample give the code.
     return diag_normal(loc, torch.full_like(loc, 1e-12))
 
 
 @register_model("ae")
-class Autoencoder(LatentVariableModel):
+class Autoencoder(ModelBase):
     """A deterministic autoencoder with the VAE's networks: ``z = loc(x)``, no noise, no KL."""
+
+    headline = Headline("reconstruction", "log p(x|z=E_q[z])", bounds_log_likelihood=False)
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.encoder, self.decoder = build_networks(config)
         self.likelihood = make_likelihood(config.likelihood, config.data_shape, gaussian_variance=config.gaussian_variance)
-        self.register_buffer("_zero", torch.zeros(()), persistent=False)
-
-    def prior(self) -> Independent:
         # An autoencoder has no prior; N(0, I) only draws codes for `sample`, and its codes
         # follow no such law: that is what the VAE's KL term adds.
-        return standard_normal(self.latent_dim, device=self._zero.device, dtype=self._zero.dtype)
+        self.prior = build_prior("standard", config.latent_dim)
 
-    def code(self, x: Tensor) -> Tensor:
+    def check_values(self, lo: float, hi: float, what: str) -> None:
+        self.likelihood.check_range(lo, hi, what)
+
+    @torch.no_grad()
+    def init_output_bias(self, mean: Tensor) -> None:
+        """As :meth:`vaekit.VAE.init_output_bias`: the decoder starts at the data's mean."""
+        self.decoder.set_output_bias(self.likelihood.output_for_mean(mean.to(self.device, torch.float32)))
+
+    def _code(self, x: Tensor) -> Tensor:
         return self.encoder.loc_head(self.encoder.trunk(x))
 
-    def encode(self, x: Tensor) -> Independent:
-        return _point_mass(self.code(x))
+    def encode(self, batch: Batch | Tensor) -> DiagonalNormal:
+        return _point_mass(self._code(as_batch(batch)["x"]))
 
-    def decode(self, z: Tensor):
+    def decode(self, z: Tensor, batch: Batch | None = None) -> Distribution:
         return self.likelihood(self.decoder(z))
 
-    def objective(self, x: Tensor) -> AETerms:
-        return AETerms(self.decode(self.code(x)).log_prob(x))
+    def elbo(self, batch: Batch | Tensor, n_samples: int = 1) -> AETerms:
+        """Not an ELBO: ``log p(x | z = loc(x))``, the autoencoder's objective (no bound)."""
+        x = as_batch(batch)["x"]
+        return AETerms(self.decode(self._code(x)).log_prob(x))
 
-    def draw_noise(self, n: int, generator: torch.Generator) -> None:
-        return None  # deterministic: no noise
-
-    def forward(self, x: Tensor, **kwargs) -> tuple[Tensor, AETerms]:
-        return self.training_loss(x, **kwargs)
-
-    def training_loss(self, x: Tensor, **_) -> tuple[Tensor, AETerms]:
+    def training_loss(self, batch: Batch | Tensor, **_) -> tuple[Tensor, AETerms]:
         """``-log p(x | z = loc(x))`` per example; the KL options do not apply."""
-        terms = self.objective(x)
+        terms = self.elbo(batch)
         return -terms.reconstruction, terms
+
+    def log_weights(self, batch: Batch | Tensor, k: int) -> Tensor:
+        raise VaekitError("an 'ae' model has no q(z|x) and no p(z) to weigh samples by; importance sampling "
+                          "and the log-likelihood apply to a vae (or to pca, exactly)")
 
 
 @register_model("pca")
-class PCA(LatentVariableModel):
+class PCA(ModelBase):
     """PCA with ``latent_dim`` components, fitted in closed form by :meth:`fit_closed_form`.
 
     Codes are the principal-component scores ``U^T (x - mean)``; reconstructions are
     ``U U^T (x - mean) + mean``. As probabilistic PCA, ``W = U (Lambda - c I)^{1/2}`` and
-    ``c`` the mean of the discarded eigenvalues give the exact ``log p(x)``.
+    ``c`` the mean of the discarded eigenvalues give the exact ``log p(x) = log N(x | mean, W W^T + c I)``.
     """
+
+    headline = Headline("log_likelihood", "log-likelihood", bounds_log_likelihood=True, exact=True)
+    trains_by_gradient = False
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -120,23 +135,45 @@ class PCA(LatentVariableModel):
         self.noise_variance.copy_(as_t(max(float(sk.noise_variance_), 1e-12)))
         return self
 
-    def as_ppca(self) -> ppca.LinearGaussian:
-        c = float(self.noise_variance)
+    def marginal(self) -> LowRankMultivariateNormal:
+        """``p(x) = N(mean, W W^T + c I)`` with ``W = U^T (Lambda - c I)^{1/2}``, in float64."""
+        c = self.noise_variance.double()
         scale = (self.explained_variance.double() - c).clamp_min(0).sqrt()
-        return ppca.LinearGaussian(self.components.double().T * scale, self.mean.double(), c)
+        W = self.components.double().T * scale  # (D, L)
+        return LowRankMultivariateNormal(self.mean.double(), W, c.expand(len(self.mean)))
 
-    def prior(self) -> Independent:
+    def prior(self) -> DiagonalNormal:
         """The law of the scores: ``N(0, diag(explained_variance))``."""
         return diag_normal(torch.zeros_like(self.explained_variance), self.explained_variance.sqrt())
 
-    def encode(self, x: Tensor) -> Independent:
+    @torch.inference_mode()
+    def sample(self, n: int, *, generator: torch.Generator | None = None, **conditions) -> Tensor:
+        """Means of ``p(x|z)`` for scores ``z ~ N(0, diag(explained_variance))``."""
+        if conditions:
+            raise VaekitError(f"a 'pca' model takes no condition {sorted(conditions)[0]!r}")
+        device = self.mean.device if generator is None else generator.device
+        eps = torch.randn(n, self.latent_dim, generator=generator, device=device, dtype=self.mean.dtype)
+        return self.decode(eps.to(self.mean.device) * self.explained_variance.sqrt()).mean
+
+    def encode(self, batch: Batch | Tensor) -> DiagonalNormal:
         """A point mass at the scores ``U^T (x - mean)``."""
+        x = as_batch(batch)["x"]
         return _point_mass((x.reshape(len(x), -1) - self.mean) @ self.components.T)
 
-    def decode(self, z: Tensor) -> Independent:
+    def decode(self, z: Tensor, batch: Batch | None = None) -> Independent:
         """``N(U z + mean, c I)``: the projection back, with the discarded variance as noise."""
         loc = (z @ self.components + self.mean).reshape(*z.shape[:-1], *self.config.data_shape)
         return Independent(Normal(loc, self.noise_variance.sqrt().expand_as(loc)), len(self.config.data_shape))
 
-    def objective(self, x: Tensor) -> PCATerms:
-        return PCATerms(ppca.exact_log_likelihood(self.as_ppca(), x).to(x.dtype))
+    def elbo(self, batch: Batch | Tensor, n_samples: int = 1) -> PCATerms:
+        """The exact ``log p(x)`` (no bound: PPCA's marginal is Gaussian)."""
+        x = as_batch(batch)["x"]
+        return PCATerms(self.marginal().log_prob(x.reshape(len(x), -1).double()).to(x.dtype))
+
+    def training_loss(self, batch: Batch | Tensor, **_) -> tuple[Tensor, PCATerms]:
+        raise VaekitError("a 'pca' model is fitted in closed form (fit_closed_form), not by gradient steps")
+
+    def log_weights(self, batch: Batch | Tensor, k: int) -> Tensor:
+        """``(k, B)``: with PPCA's exact posterior as the proposal every weight is ``p(x)`` itself."""
+        ll = self.elbo(batch).log_likelihood
+        return ll.expand(k, len(ll))

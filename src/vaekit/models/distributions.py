@@ -6,41 +6,83 @@ The ELBO's KL term is computed here in closed form; the tests check both functio
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.distributions import Independent, Normal
 
 
-def diag_normal(loc: Tensor, scale: Tensor) -> Independent:
-    """A Gaussian with diagonal covariance over the last axis: ``N(loc, diag(scale**2))``.
+LOG_2PI = math.log(2 * math.pi)
 
-    Arguments are not validated (a per-step cost); the training loop checks the loss instead.
+
+class DiagonalNormal(Independent):
+    """``N(loc, diag exp(logvar))`` over the last axis, remembering its log-variance.
+
+    An encoder that computes ``log sigma^2`` hands it on, so the closed-form KL and
+    ``log q(z|x)`` use it directly instead of taking the log of ``scale ** 2`` again (one
+    ``exp``, no round trip). Arguments are not validated (a per-step cost); the training loop
+    checks the loss instead.
     """
-    return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+
+    def __init__(self, loc: Tensor, scale: Tensor, logvar: Tensor | None = None):
+        super().__init__(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+        self.logvar = 2 * scale.log() if logvar is None else logvar
+
+    @property
+    def loc(self) -> Tensor:
+        return self.base_dist.loc
+
+    @property
+    def scale(self) -> Tensor:
+        return self.base_dist.scale
+
+    def log_prob_of_noise(self, eps: Tensor) -> Tensor:
+        """``log q(z)`` at ``z = loc + scale * eps``, summed over the last axis, from ``eps``.
+
+        ``-1/2 (eps^2 + log sigma^2 + log 2 pi)``: the same number as ``log_prob(z)`` without
+        recomputing ``(z - loc) / scale``.
+        """
+        return -0.5 * (eps.square() + self.logvar + LOG_2PI).sum(-1)
 
 
-def standard_normal(latent_dim: int, *, device=None, dtype=None) -> Independent:
-    """The prior ``p(z) = N(0, I)`` of dimension ``latent_dim``."""
+def diag_normal(loc: Tensor, scale: Tensor, logvar: Tensor | None = None) -> DiagonalNormal:
+    """A Gaussian with diagonal covariance over the last axis: ``N(loc, diag(scale**2))``."""
+    return DiagonalNormal(loc, scale, logvar)
+
+
+def standard_normal(latent_dim: int, *, device=None, dtype=None) -> DiagonalNormal:
+    """``N(0, I)`` of dimension ``latent_dim``."""
     zeros = torch.zeros(latent_dim, device=device, dtype=dtype)
-    return diag_normal(zeros, torch.ones_like(zeros))
+    return DiagonalNormal(zeros, torch.ones_like(zeros), zeros)
 
 
-def kl_diag_normal_standard(loc: Tensor, scale: Tensor) -> Tensor:
+def kl_diag_normal_standard(loc: Tensor, scale: Tensor | None = None, *, logvar: Tensor | None = None) -> Tensor:
     """``KL(N(loc, diag scale^2) || N(0, I))``, summed over the last axis.
 
     The closed form of Kingma and Welling (2013), appendix B, and of the seeds:
-    ``1/2 (tr Sigma + mu^T mu - k - log det Sigma)``.
+    ``1/2 (tr Sigma + mu^T mu - k - log det Sigma)``. Give ``scale`` or, cheaper and exact,
+    ``logvar = log scale^2``.
 
     Parameters
     ----------
-    loc, scale : Tensor, shape (..., k)
+    loc, scale, logvar : Tensor, shape (..., k)
 
     Returns
     -------
     Tensor, shape (...)
     """
-    var = scale.square()
-    return 0.5 * (var + loc.square() - 1.0 - var.log()).sum(-1)
+    return kl_diag_normal_standard_per_unit(loc, scale, logvar=logvar).sum(-1)
+
+
+def kl_diag_normal_standard_per_unit(loc: Tensor, scale: Tensor | None = None, *,
+                                     logvar: Tensor | None = None) -> Tensor:
+    """The terms of :func:`kl_diag_normal_standard`, one per unit: shape ``(..., k)``."""
+    if logvar is None:
+        if scale is None:
+            raise TypeError("give scale or logvar")
+        logvar = 2 * scale.log()
+    return 0.5 * (logvar.exp() + loc.square() - 1.0 - logvar)
 
 
 def kl_gaussian(loc1: Tensor, cov1: Tensor, loc2: Tensor, cov2: Tensor) -> Tensor:

@@ -65,17 +65,14 @@ class Likelihood(nn.Module):
         """The decoder output whose ``p(x|z)`` has mean ``mean``: the identity for Gaussians."""
         return mean
 
-    def check_data(self, x: Tensor, what: str) -> None:
-        """Refuse data that this likelihood gives no density to (one clear line)."""
+    def check_range(self, lo: float, hi: float, what: str) -> None:
+        """Refuse data whose values ``[lo, hi]`` this likelihood gives no density to (one line)."""
         if self.support is None:
             return
-        from ..data.prepare import value_range
-
-        lo, hi = self.support
-        xmin, xmax = value_range(x)
-        if xmin < lo or xmax > hi:
+        s_lo, s_hi = self.support
+        if lo < s_lo or hi > s_hi:
             raise VaekitError(
-                f"{what}: values lie in [{xmin:g}, {xmax:g}], outside [{lo:g}, {hi:g}] that the "
+                f"{what}: values lie in [{lo:g}, {hi:g}], outside [{s_lo:g}, {s_hi:g}] that the "
                 f"{self.name!r} likelihood needs; use --likelihood gaussian or gaussian-learned, "
                 "or rescale the data"
             )
@@ -165,8 +162,12 @@ class LearnedGaussianLikelihood(Likelihood):
 
     def __init__(self, data_shape: tuple[int, ...], *, gaussian_variance: float = 0.1, **_: float):
         super().__init__(data_shape)
+        floor = self.min_scale**2
+        if not gaussian_variance > floor or not math.isfinite(gaussian_variance):
+            raise VaekitError(f"--gaussian-variance {gaussian_variance:g}: gaussian-learned starts its variance there, "
+                              f"which must be finite and above its floor {floor:g} (scale {self.min_scale:g})")
         start = math.sqrt(gaussian_variance) - self.min_scale
-        raw = math.log(math.expm1(start))  # inverse softplus
+        raw = start + math.log(-math.expm1(-start))  # softplus^-1(start), stable for large and small start
         self.raw_scale = nn.Parameter(torch.full(self.data_shape, raw))
 
     @property

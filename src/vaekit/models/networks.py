@@ -15,10 +15,9 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Independent
 
 from ..config import ModelConfig
-from .distributions import diag_normal
+from .distributions import DiagonalNormal
 from ..errors import VaekitError
 
 # log sigma^2 is clamped so that exp() neither underflows to a zero scale nor overflows.
@@ -42,14 +41,14 @@ class GaussianEncoder(nn.Module):
         self.loc_head = nn.Linear(trunk_dim, latent_dim)  # g2
         self.logvar_head = nn.Linear(trunk_dim, latent_dim)  # h2
 
-    def params(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(loc, scale)``, each ``(B, latent_dim)``."""
+    def params(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(loc, scale, logvar)``, each ``(B, latent_dim)``."""
         h = self.trunk(x)
         logvar = self.logvar_head(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
-        return self.loc_head(h), torch.exp(0.5 * logvar)
+        return self.loc_head(h), torch.exp(0.5 * logvar), logvar
 
-    def forward(self, x: Tensor) -> Independent:
-        return diag_normal(*self.params(x))
+    def forward(self, x: Tensor) -> DiagonalNormal:
+        return DiagonalNormal(*self.params(x))
 
 
 class Decoder(nn.Module):

@@ -1,0 +1,75 @@
+"""What every model offers once trained, written once against the protocol's ``prior``,
+``encode`` and ``decode``: generation, reconstruction, interpolation."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..batch import Batch, as_batch
+from ..config import ModelConfig
+from ..errors import VaekitError
+from .protocol import Headline
+
+
+class ModelBase(nn.Module):
+    """Shared behaviour of vaekit's models; a new model may inherit it or implement
+    :class:`vaekit.models.Model` from scratch."""
+
+    config: ModelConfig
+    headline: ClassVar[Headline]
+    trains_by_gradient: ClassVar[bool] = True
+    #: the conditions ``sample`` accepts (a conditional model: ``("y",)``)
+    conditions: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.buffers()).device
+
+    def check_values(self, lo: float, hi: float, what: str) -> None:
+        """Refuse data whose values lie outside what the likelihood gives a density to."""
+
+    def forward(self, batch: Batch | Tensor, **kwargs: Any):
+        """:meth:`training_loss`, so that DistributedDataParallel sees the forward pass."""
+        return self.training_loss(batch, **kwargs)
+
+    def draw_noise(self, n: int, generator: torch.Generator) -> Tensor | None:
+        """No noise: a deterministic model."""
+        return None
+
+    @torch.inference_mode()
+    def sample(self, n: int, *, generator: torch.Generator | None = None, **conditions: Any) -> Tensor:
+        """Means of ``p(x|z)`` for ``n`` draws ``z ~ p(z)``: generation from the prior.
+
+        ``conditions`` (e.g. ``y=3`` for a conditional model) fill the batch ``decode`` sees;
+        a model refuses those it does not take.
+        """
+        unknown = sorted(set(conditions) - set(self.conditions))
+        if unknown:
+            raise VaekitError(f"a {self.config.model!r} model takes no condition {unknown[0]!r}"
+                              + (f"; it takes: {', '.join(self.conditions)}" if self.conditions else ""))
+        z = self.prior.sample(n, generator)
+        batch = {k: torch.as_tensor(v, device=z.device).expand(n) for k, v in conditions.items()}
+        return self.decode(z, batch).mean
+
+    @torch.inference_mode()
+    def reconstruct(self, batch: Batch | Tensor) -> Tensor:
+        """Means of ``p(x|z)`` at ``z = E_q[z]``."""
+        batch = as_batch(batch)
+        return self.decode(self.encode(batch).mean, batch).mean
+
+    @torch.inference_mode()
+    def interpolate(self, x0: Tensor, x1: Tensor, steps: int = 8) -> Tensor:
+        """Decoded means along the straight line between the latent means of ``x0`` and ``x1``.
+
+        Returns ``(steps, *data_shape)``; a continuous latent space makes it a smooth path.
+        """
+        z = self.encode({"x": torch.stack([x0, x1])}).mean  # (2, L)
+        t = torch.linspace(0, 1, steps, device=z.device, dtype=z.dtype).unsqueeze(1)
+        return self.decode((1 - t) * z[0] + t * z[1]).mean

@@ -1,0 +1,142 @@
+"""Priors p(z): small modules with ``log_prob``, ``sample`` and, when they can, a closed-form KL.
+
+A model owns one prior (``model.prior``); calling it gives the ``torch.distributions`` object
+``pz`` (``model.prior()``), so the prior may have learned parameters (a mixture, a VampPrior)
+and still follows the model's device and dtype. The ELBO, the training loss and ``sample`` go
+through the prior, never through a hard-coded N(0, I):
+
+- :meth:`Prior.kl` is ``KL(q(z|x) || p(z))`` per example. The default estimates it by sampling
+  at the draws the ELBO already made, ``mean_s [log q(z_s|x) - log p(z_s)]`` (unbiased; what a
+  mixture or a VampPrior needs). :class:`StandardNormal` overrides it with the closed form.
+- :meth:`Prior.kl_per_unit` is the KL unit by unit, for priors that factorize over the latent
+  units and have it in closed form (free bits need it); ``None`` otherwise.
+- :meth:`Prior.sample` draws ``(n, latent_dim)``, from a ``torch.Generator`` when given.
+
+Register a new prior with :func:`register_prior`; ``ModelConfig.prior`` names it.
+
+Example
+-------
+>>> import torch
+>>> from torch.distributions import Normal, Independent
+>>> @register_prior("wide")  # doctest: +SKIP
+... class Wide(Prior):
+...     def forward(self):
+...         zeros = self.zeros()
+...         return Independent(Normal(zeros, 3 + zeros), 1)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from ..errors import VaekitError
+from .distributions import LOG_2PI, DiagonalNormal, kl_diag_normal_standard_per_unit, standard_normal
+
+PRIORS: dict[str, Callable[[int], "Prior"]] = {}
+
+
+def register_prior(name: str):
+    """Class decorator adding a prior ``cls(latent_dim)`` to :data:`PRIORS` under ``name``."""
+
+    def wrap(cls):
+        PRIORS[name] = cls
+        cls.name = name
+        return cls
+
+    return wrap
+
+
+def build_prior(name: str, latent_dim: int) -> "Prior":
+    """The prior registered as ``name``, over ``latent_dim`` units."""
+    if name not in PRIORS:
+        raise VaekitError(f"unknown prior {name!r}; choose one of: {', '.join(sorted(PRIORS))}")
+    return PRIORS[name](latent_dim)
+
+
+class Prior(nn.Module):
+    """Base class: ``forward()`` returns ``p(z)``, batch shape ``()``, event shape ``(latent_dim,)``.
+
+    Subclasses implement ``forward``; the rest has generic defaults written against it.
+    """
+
+    name: str = ""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.latent_dim = latent_dim
+        # a buffer, so that the prior follows the model's device and dtype
+        self.register_buffer("_zero", torch.zeros(()), persistent=False)
+
+    def zeros(self) -> Tensor:
+        """``(latent_dim,)`` zeros on the prior's device, in its dtype."""
+        return self._zero.expand(self.latent_dim)
+
+    def forward(self) -> Distribution:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """``log p(z)``, summed over the latent units: ``(..., latent_dim) -> (...)``."""
+        return self().log_prob(z)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` draws ``z ~ p(z)``, ``(n, latent_dim)``.
+
+        ``torch.distributions`` takes no generator, so with one the global random state is
+        forked and seeded from it: the draw is fixed by the generator and leaves the caller's
+        random state as it was.
+        """
+        pz = self()
+        if generator is None:
+            return pz.sample((n,))
+        seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+        device = self._zero.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return pz.sample((n,))
+
+    def kl(self, qz: DiagonalNormal, z: Tensor) -> Tensor:
+        """``KL(q(z|x) || p(z))`` per example, ``(B,)``.
+
+        Estimated by sampling at ``z`` (``(S, B, latent_dim)``, draws of ``qz``):
+        ``mean_s [log q(z_s|x) - log p(z_s)]``. Priors with a closed form override this.
+        """
+        return (qz.log_prob(z) - self.log_prob(z)).mean(0)
+
+    def kl_per_unit(self, qz: DiagonalNormal) -> Tensor | None:
+        """``(B, latent_dim)`` KL terms per unit where the prior factorizes and has a closed
+        form (free bits need them); ``None`` otherwise."""
+        return None
+
+    @property
+    def analytic_kl(self) -> bool:
+        """Whether :meth:`kl` is exact (closed form) rather than estimated by sampling."""
+        return type(self).kl is not Prior.kl
+
+
+@register_prior("standard")
+class StandardNormal(Prior):
+    """``p(z) = N(0, I)``, the seeds' prior, with its closed-form KL (Kingma and Welling 2013,
+    appendix B) computed from the encoder's log-variance."""
+
+    def forward(self) -> DiagonalNormal:
+        return standard_normal(self.latent_dim, device=self._zero.device, dtype=self._zero.dtype)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return -0.5 * (z.square() + LOG_2PI).sum(-1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        device = self._zero.device if generator is None else generator.device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device, dtype=self._zero.dtype)
+        return z.to(self._zero.device)
+
+    def kl(self, qz: DiagonalNormal, z: Tensor | None = None) -> Tensor:
+        return self.kl_per_unit(qz).sum(-1)
+
+    def kl_per_unit(self, qz: DiagonalNormal) -> Tensor:
+        if isinstance(qz, DiagonalNormal):
+            return kl_diag_normal_standard_per_unit(qz.loc, qz.scale, logvar=qz.logvar)
+        return kl_diag_normal_standard_per_unit(qz.mean, qz.stddev)

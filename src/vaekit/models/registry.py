@@ -1,0 +1,33 @@
+"""The models by name: ``ModelConfig.model`` picks one, ``register_model`` adds one."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import VaekitError
+from .protocol import check_model
+
+MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {}
+
+
+def register_model(name: str):
+    """Class decorator adding a model ``cls(config)`` to :data:`MODELS` under ``name``."""
+
+    def wrap(cls):
+        MODELS[name] = cls
+        return cls
+
+    return wrap
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The model that ``config.model`` names, built from ``config`` and checked against the
+    :class:`~vaekit.models.Model` protocol."""
+    if config.model not in MODELS:
+        raise VaekitError(f"unknown model {config.model!r}; choose one of: {', '.join(sorted(MODELS))}")
+    model = MODELS[config.model](config)
+    check_model(model)
+    return model
