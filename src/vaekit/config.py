@@ -66,6 +66,10 @@ class TrainConfig:
     checkpoint_every: int | None = None  # steps between mid-epoch checkpoints (besides every epoch)
     tensorboard: bool = False
 
+    def __post_init__(self) -> None:
+        if self.image_size is not None:
+            self.image_size = tuple(int(d) for d in self.image_size)
+
 
 BINARIZE_MODES = ("none", "dynamic", "static")
 

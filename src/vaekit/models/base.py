@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, ClassVar
 
 import torch
@@ -30,7 +31,7 @@ class ModelBase(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.buffers()).device
+        return next(itertools.chain(self.parameters(), self.buffers())).device
 
     def check_values(self, lo: float, hi: float, what: str) -> None:
         """Refuse data whose values lie outside what the likelihood gives a density to."""

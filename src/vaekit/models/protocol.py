@@ -53,6 +53,10 @@ class Model(Protocol):
     #: False for a model fitted in closed form (PCA): ``fit_closed_form`` replaces the loop
     trains_by_gradient: ClassVar[bool]
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors are (the estimators put each batch there)."""
+
     def prior(self) -> Distribution:
         """``pz``: the prior, a distribution over ``(latent_dim,)``."""
 
@@ -92,5 +96,5 @@ def check_model(model: Any) -> None:
         raise VaekitError(f"{type(model).__name__}.headline must be a vaekit.models.Headline")
 
 
-_MEMBERS = ("config", "headline", "trains_by_gradient", "prior", "encode", "decode", "log_weights", "elbo",
+_MEMBERS = ("config", "headline", "trains_by_gradient", "device", "prior", "encode", "decode", "log_weights", "elbo",
             "training_loss", "draw_noise", "sample", "reconstruct")
