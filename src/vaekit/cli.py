@@ -233,11 +233,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     if args.resume:
         run_dir = args.resume
-        _, summary = resume(run_dir, epochs=args.epochs)
+        model, summary = resume(run_dir, epochs=args.epochs)
     else:
         run_dir = args.run_dir or f"runs/{Path(args.data).name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
         model_config, train_config = configs_from_args(args)
-        _, summary = train(model_config, train_config, run_dir)
+        model, summary = train(model_config, train_config, run_dir)
     from .training.distributed import world_from_env
 
     if not world_from_env().is_main:
@@ -246,7 +246,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     chosen = json.loads((Path(run_dir) / "config.json").read_text())["data"].get("likelihood_chosen")
     if chosen:
         print(f"likelihood: {chosen}; set --likelihood to change")
-    print(_describe(summary))
+    print(_describe(summary, model.headline))
     figures = [str(f) for f in (Path(run_dir) / "reconstructions.png", Path(run_dir) / "samples.png") if f.exists()]
     if figures:  # data that are not images have none
         print(f"figures: {', '.join(figures)}")
@@ -268,29 +268,26 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
     return fill(ModelConfig), fill(TrainConfig)
 
 
-def _describe(m: dict) -> str:
-    """One human line of the figures in ``m``, led by the figure the model declares (``headline``)."""
-    split, key = m.get("split", "test"), m.get("headline", "elbo")
-    if key == "elbo":
-        parts = [f"{split} ELBO {m['elbo']:.2f} nats per example (reconstruction {m['reconstruction']:.2f}, "
-                 f"KL {m['kl']:.2f}; {m['bits_per_dim']:.4f} bits per dimension)"]
-    elif key == "log_likelihood":
-        parts = [f"{split} log-likelihood {m['log_likelihood']:.2f} nats per example (exact; "
-                 f"{m['bits_per_dim']:.4f} bits per dimension)"]
-    elif key == "reconstruction":
-        parts = [f"{split} log p(x|z=E_q[z]) {m['reconstruction']:.2f} nats per example (an autoencoder: no bound on log p(x))"]
-    else:  # a model of one's own: the figure it declares
-        parts = [f"{split} {key} {m[key]:.2f} nats per example"]
+def _describe(m: dict, headline) -> str:
+    """One human line of the figures in ``m``, led by the figure the model declares."""
+    key, split = headline.key, m.get("split", "test")
+    parts = [f"{m[k]:.2f} {k.replace('_', ' ')}" for k in m["terms"] if k != key]
+    if headline.bounds_log_likelihood:
+        parts.append(f"{m['bits_per_dim']:.4f} bits per dimension")
+    note = "exact" if headline.exact else ("a bound on log p(x)" if headline.bounds_log_likelihood
+                                           else "no bound on log p(x)")
+    first = f"{split} {headline.label} {m[key]:.2f} nats per example ({note}"
+    lines = [first + ("; " + ", ".join(parts) if parts else "") + ")"]
     if "n_importance" in m:
-        parts.append(f"log p(x) ~ {m['log_likelihood']:.2f} with K={m['n_importance']} importance samples "
+        lines.append(f"log p(x) ~ {m['log_likelihood']:.2f} with K={m['n_importance']} importance samples "
                      f"({m['log_likelihood_bits_per_dim']:.4f} bits per dimension), gap {m['gap']:.2f} "
                      "(an estimate of KL(q(z|x) || p(z|x)))")
-    parts.append(f"squared reconstruction error {m['reconstruction_error']:.3f}")
+    lines.append(f"squared reconstruction error {m['reconstruction_error']:.3f}")
     for k, label in (("active_units", "active units"), ("probe_accuracy", "linear-probe accuracy")):
         if m.get(k) is not None:
-            parts.append(f"{label} {m[k]:.4g}")
-    parts.append(f"{m['n_examples']} examples")
-    return "; ".join(parts)
+            lines.append(f"{label} {m[k]:.4g}")
+    lines.append(f"{m['n_examples']} examples")
+    return "; ".join(lines)
 
 
 def _load(args: argparse.Namespace):
@@ -313,10 +310,11 @@ def _data(args: argparse.Namespace, run, split: str = "test"):
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluation.metrics import evaluate_run
 
-    result = evaluate_run(_load(args), split=args.split, data=args.data, data_dir=args.data_dir,
+    run = _load(args)
+    result = evaluate_run(run, split=args.split, data=args.data, data_dir=args.data_dir,
                           n_examples=args.n_examples, n_importance=args.n_importance, chunk_size=args.chunk_size,
                           batch_size=args.batch_size, seed=args.seed, probe=not args.no_probe)
-    print(json.dumps(result) if args.json else _describe(result))
+    print(json.dumps(result) if args.json else _describe(result, run.model.headline))
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:

@@ -1,12 +1,15 @@
 """Data as a model sees it: splits, the transforms a run remembers, the likelihood the data call for.
 
 ``prepare_data`` turns a dataset (built-in or the user's file) into training, validation and
-test sets and describes what it did in a JSON-ready ``info`` dict that the run directory keeps:
-kind, per-example shape, table columns, class names, the transform with its fitted numbers,
-the split. ``load_labelled_split`` reads new data for a trained model and applies exactly that
-transform, refusing data of another shape or column set.
+test :class:`~vaekit.data.examples.Examples` (examples with their labels) and describes what
+it did in a JSON-ready ``info`` dict that the run directory keeps: kind, per-example shape,
+table columns, class names, the transform with its fitted numbers, the split.
+``load_examples`` reads data for a trained model and applies exactly that transform, refusing
+data of another shape or column set. One split (:func:`holdout_split`) and one held-out
+binarization (:func:`binarize_heldout`) serve both.
 
-Arrays too large for memory arrive as a lazy array (``vaekit.sources.MemmapArray``); every
+Arrays too large for memory arrive as a lazy array (``vaekit.data.files.MemmapArray``, a
+``vaekit.data.types.LazyArray``); every
 function here then works a batch at a time and never reads the whole file at once.
 """
 

@@ -42,7 +42,8 @@ def evaluate(model, data: Any, *, batch_size: int = 500, seed: int = 0) -> dict[
 
     Returns
     -------
-    dict with ``headline``, the key of the figure the model leads with, the mean of every term of ``model.elbo`` in nats per example (for a VAE:
+    dict with ``headline``, the key of the figure the model leads with, ``terms``, the names of
+    the model's terms, the mean of every term of ``model.elbo`` in nats per example (for a VAE:
     ``elbo``, ``reconstruction`` = E_q[log p(x|z)] and ``kl``; the ELBO is higher-is-better and
     equals reconstruction - kl), ``bits_per_dim`` (of the headline figure, when it is log p(x)
     or a bound on it), ``reconstruction_error`` (squared error per example at z = E_q[z],
@@ -62,7 +63,7 @@ def evaluate(model, data: Any, *, batch_size: int = 500, seed: int = 0) -> dict[
     model.train(was_training)
     n = len(examples)
     means = dict(zip((*names, "reconstruction_error"), (sums / n).tolist()))
-    result: dict[str, Any] = {"headline": model.headline.key, **{k: means[k] for k in names}}
+    result: dict[str, Any] = {"headline": model.headline.key, "terms": list(names), **{k: means[k] for k in names}}
     if model.headline.bounds_log_likelihood:
         result["bits_per_dim"] = bits_per_dim(means[model.headline.key], math.prod(examples.shape[1:]))
     result["reconstruction_error"] = means["reconstruction_error"]
