@@ -5,7 +5,7 @@
 >>> model = vaekit.load("runs/demo")  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 from .batch import Batch, make_batch
 from .config import ModelConfig, TrainConfig

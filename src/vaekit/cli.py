@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .models.networks import ARCHS
 
     parser = _Parser(prog="vaekit", description="Variational autoencoders: train, evaluate, sample, encode.")
-    from . import __version__
+    from .version import __version__
     parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 

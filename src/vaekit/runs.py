@@ -41,7 +41,7 @@ def versions() -> dict[str, str]:
     """Versions of what produced a run, recorded in its config."""
     import numpy
 
-    from . import __version__
+    from .version import __version__
     return {
         "vaekit": __version__,
         "torch": torch.__version__,
