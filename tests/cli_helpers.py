@@ -61,3 +61,17 @@ def refused(capsys: pytest.CaptureFixture, watch: Path | list[Path], *argv: obje
     assert r.out == ""
     assert [snapshot(f) for f in folders] == before, "a refused command wrote or changed files"
     return line
+
+
+def poison_once(at_step: int):
+    """A batch hook that makes one batch NaN: the first one seen at step ``at_step`` (a skipped
+    batch leaves the step count where it was, so the next batch is seen at the same step)."""
+    done = []
+
+    def hook(step, batch):
+        if step == at_step and not done:
+            done.append(step)
+            return {**batch, "x": batch["x"] * float("nan")}
+        return batch
+
+    return hook

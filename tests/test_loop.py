@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import vaekit
+from cli_helpers import poison_once
 from vaekit import ELBO, Headline, ModelBase, ModelConfig, StandardNormal, TrainConfig
 from vaekit.training.numerics import flush_denormal_enabled, gradients_finite
 
@@ -37,26 +38,12 @@ class Constant(ModelBase):
     decode = log_weights = encode
 
 
-def poison(at_step):
-    """A batch hook that makes the first batch seen at step ``at_step`` NaN (skipped, the step
-    count stays, so the next batch is seen at the same step)."""
-    done = []
-
-    def hook(step, batch):
-        if step == at_step and not done:
-            done.append(step)
-            return {**batch, "x": batch["x"] * float("nan")}
-        return batch
-
-    return hook
-
-
 def test_skipped_batches_do_not_count_in_the_epochs_mean():
     """The review's case: a constant ELBO of -1 with one of ten batches skipped was reported as
     -0.9 (the sums divided by every example, skipped ones included)."""
     x = torch.ones(100, 3)
     rows = vaekit.fit(Constant(), x, None, TrainConfig(epochs=2, batch_size=10, on_nan="skip"),
-                      batch_hook=poison(3), progress=False)
+                      batch_hook=poison_once(3), progress=False)
     assert rows[0]["nan_skipped"] == 1 and rows[1]["nan_skipped"] == 1  # a running count: one batch
     for row in rows:
         assert (row["train_elbo"], row["train_reconstruction"], row["train_kl"]) == (-1.0, -0.75, 0.25)
@@ -74,7 +61,7 @@ def test_fit_restores_the_callers_denormal_setting(before):
         assert flush_denormal_enabled() is before  # the caller's again
         with pytest.raises(vaekit.VaekitError):  # and when fit raises
             vaekit.fit(Constant(), torch.ones(20, 3), None, TrainConfig(epochs=1, batch_size=10),
-                       batch_hook=poison(0), progress=False)
+                       batch_hook=poison_once(0), progress=False)
         assert flush_denormal_enabled() is before
     finally:
         torch.set_flush_denormal(False)

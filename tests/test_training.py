@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from cli_helpers import poison_once
 
 from vaekit.training import checkpoint as ckpt
 from vaekit import runs
@@ -160,19 +161,6 @@ def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, re
 
 
 # -- 3. the NaN guard -------------------------------------------------------------------------
-
-def poison_once(at_step: int):
-    """A batch hook that makes one batch NaN: the first one seen after ``at_step`` steps."""
-    done = []
-
-    def hook(step, batch):
-        if step == at_step and not done:
-            done.append(step)
-            return {**batch, "x": batch["x"] * float("nan")}
-        return batch
-
-    return hook
-
 
 def test_nan_stops_naming_where_and_keeps_the_last_checkpoint(tmp_path):
     run = tmp_path / "run"
