@@ -248,7 +248,7 @@ def _train_batch(run: _Run, batch: Batch, noise: Tensor | None, epoch: int) -> T
         loss_vec, terms = run.net(batch, beta=kl_beta(cfg, run.state.step), free_bits=cfg.free_bits, noise=noise)
     # sum / G * world.size: DDP's gradient average is then the global batch's mean
     loss = loss_vec.sum(dtype=torch.float32) * (world.size / G)
-    bad = None if bool(torch.isfinite(loss)) else _nonfinite_term(terms)
+    bad = None if bool(torch.isfinite(loss)) else _nonfinite_term(terms, run.model.headline.key)
     if bad is None:
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -268,9 +268,11 @@ def _train_batch(run: _Run, batch: Batch, noise: Tensor | None, epoch: int) -> T
         return torch.cat([sums, sums.new_tensor([len(batch["x"])])])
 
 
-def _nonfinite_term(terms) -> str:
-    # the parts before the first field: the total (the ELBO) is non-finite whenever a part is
-    for name, t in zip(terms._fields[1:] + terms._fields[:1], terms[1:] + terms[:1]):
+def _nonfinite_term(terms, headline: str) -> str:
+    """The first non-finite term, parts before the headline total (the ELBO is non-finite
+    whenever a part is, so naming the part says more)."""
+    named = sorted(terms._asdict().items(), key=lambda kv: kv[0] == headline)
+    for name, t in named:
         if not bool(torch.isfinite(t).all()):
             return name
     return "loss"
