@@ -98,23 +98,23 @@ class BernoulliLikelihood(Likelihood):
 
 
 class _BernoulliLogits(Independent):
-    """Independent Bernoullis whose ``log_prob`` is ``x . logits - sum softplus(logits)``.
+    """Independent Bernoullis whose ``log_prob`` is ``-binary_cross_entropy_with_logits`` summed.
 
-    The same number as ``-binary_cross_entropy_with_logits`` summed, computed without
-    broadcasting ``x`` to the logits' shape: with K importance samples the logits are
-    ``(K, B, D)`` and ``x`` is ``(B, D)``, and a batched product replaces a ``(K, B, D)`` copy
-    (K = 1000 on 100 MNIST images: 3.12 s against 3.49 s, benchmarks/RESULTS.md).
+    When ``x`` and the logits have one shape (training) that is PyTorch's fused kernel, whose
+    gradient is one fused ``sigmoid(l) - x``. With K importance samples the logits are
+    ``(K, B, D)`` and ``x`` is ``(B, D)``: then ``x . logits - sum softplus(logits)``, the same
+    number, without broadcasting ``x`` to a ``(K, B, D)`` copy (K = 1000 on 100 MNIST images:
+    3.12 s against 3.49 s, benchmarks/RESULTS.md).
     """
 
     def log_prob(self, value: Tensor) -> Tensor:
         n = self.reinterpreted_batch_ndims
-        logits = self.base_dist.logits.flatten(-n)  # (..., B, D)
-        x = value.flatten(-n).to(logits.dtype)
-        if x.dim() < logits.dim():  # x shared by leading sample axes
-            dot = torch.einsum("...bd,bd->...b", logits, x)
-        else:
-            dot = (logits * x).sum(-1)
-        return dot - F.softplus(logits).sum(-1)
+        logits = self.base_dist.logits
+        x = value.to(logits.dtype)
+        if x.shape == logits.shape:  # training: one fused kernel, and a fused gradient (sigmoid(l) - x)
+            return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(-n).sum(-1)
+        logits, x = logits.flatten(-n), x.flatten(-n)  # (..., B, D), (B, D): x shared by the sample axes
+        return torch.einsum("...bd,bd->...b", logits, x) - F.softplus(logits).sum(-1)
 
 
 @register_likelihood("continuous-bernoulli")

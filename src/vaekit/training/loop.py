@@ -235,24 +235,36 @@ def _draw_batch(run: _Run, train: Examples, idx: Tensor) -> tuple[Batch, Tensor 
     local = idx[mine]
     batch = train[local.to(device) if train.in_memory else local]
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    if uniform is not None:  # a fresh Bernoulli draw of every value, every epoch
-        batch["x"] = (uniform[mine].to(device) < batch["x"]).to(batch["x"].dtype)
+    if uniform is not None:  # a fresh Bernoulli draw of every value, every epoch: 1.0 where u < x
+        x = batch["x"]
+        batch["x"] = torch.lt(uniform[mine].to(device), x, out=torch.empty_like(x))
     return batch, None if noise is None else noise[mine].to(device)
 
 
 def _train_batch(run: _Run, batch: Batch, noise: Tensor | None, epoch: int) -> Tensor | None:
     """One optimizer step on ``batch``; returns the batch's sums of every term and its size
-    (float64, on the device), or None when a non-finite batch was skipped."""
+    (float64, on the device), or None when a non-finite batch was skipped.
+
+    The NaN guard takes one decision after the backward pass and before ``optimizer.step()``:
+    backward always runs, so every process of a DDP run joins the gradient all-reduce even when
+    only its own loss went bad (skipping it there left the other processes waiting on a
+    collective that never matched); then the loss and every gradient are checked.
+    """
     cfg, world, G = run.cfg, run.world, len(batch["x"]) * run.world.size
-    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        loss_vec, terms = run.net(batch, beta=kl_beta(cfg, run.state.step), free_bits=cfg.free_bits, noise=noise)
+    beta = kl_beta(cfg, run.state.step) if cfg.kl_warmup_steps > 0 else cfg.beta
+    if cfg.precision == "bf16":
+        with torch.autocast(run.device.type, dtype=torch.bfloat16):
+            loss_vec, terms = run.net(batch, beta=beta, free_bits=cfg.free_bits, noise=noise)
+    else:  # no context to enter every step
+        loss_vec, terms = run.net(batch, beta=beta, free_bits=cfg.free_bits, noise=noise)
     # sum / G * world.size: DDP's gradient average is then the global batch's mean
     loss = loss_vec.sum(dtype=torch.float32) * (world.size / G)
-    bad = None if bool(torch.isfinite(loss)) else _nonfinite_term(terms, run.model.headline.key)
-    if bad is None:
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        bad = None if gradients_finite(run.params, cfg.grad_clip) else "gradient"
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grads_ok = gradients_finite(run.params, cfg.grad_clip)
+    bad = None if math.isfinite(loss.item()) else _nonfinite_term(terms, run.model.headline.key)
+    if bad is None and not grads_ok:
+        bad = "gradient"
     if world.enabled:  # every process takes the same decision
         flag = all_reduce_sum(torch.tensor([0.0 if bad is None else 1.0], device=run.device), world)
         bad = bad or ("loss on another process" if float(flag) > 0 else None)
