@@ -122,15 +122,31 @@ def byte_images(n: int, batch: int, rounds: int, inner: int) -> dict[str, Any]:
 
 
 def iw_chunk(n_examples: int, k: int, rounds: int) -> dict[str, Any]:
-    """``log_likelihood`` (K samples, batch 100) with chunks of about 4M numbers (vaekit) or 16M, 1M."""
+    """``log_likelihood`` (K samples) with vaekit's chunk budget of about 1M numbers, or 4M, 16M.
+
+    The budget sets both the chunk and the batch: as many examples at once as let all their K
+    samples share one chunk (``vaekit.evaluation.estimators._sizes``)."""
+    from vaekit.evaluation import estimators
+
     model = _model(512, 16).eval()
     x = torch.rand(n_examples, *SHAPE, generator=torch.Generator().manual_seed(0))
-    per_sample = min(100, n_examples) * 784
-    budgets = {"4M numbers": 2**22, "16M numbers": 2**24, "1M numbers": 2**20}
-    calls = {name: (lambda b=b: log_likelihood(model, x, k, chunk_size=max(1, b // per_sample), generator_seed=0))
-             for name, b in budgets.items()}
-    return {"choice": "4M numbers", "seconds": compare(calls, rounds, 1),
-            "chunk_sizes": {name: max(1, b // per_sample) for name, b in budgets.items()}}
+    budgets = {"1M numbers": 2**20, "4M numbers": 2**22, "16M numbers": 2**24}
+
+    def call(budget: int) -> None:
+        kept, estimators.CHUNK_NUMBERS = estimators.CHUNK_NUMBERS, budget
+        try:
+            log_likelihood(model, x, k, generator_seed=0)
+        finally:
+            estimators.CHUNK_NUMBERS = kept
+
+    calls = {name: (lambda b=b: call(b)) for name, b in budgets.items()}
+    sizes = {}
+    for name, b in budgets.items():
+        kept, estimators.CHUNK_NUMBERS = estimators.CHUNK_NUMBERS, b
+        batch, chunk = estimators._sizes(model, k, None, None)
+        estimators.CHUNK_NUMBERS = kept
+        sizes[name] = {"examples": batch, "samples": chunk}
+    return {"choice": "1M numbers", "seconds": compare(calls, rounds, 1), "chunk_sizes": sizes}
 
 
 def threads(x: torch.Tensor, rounds: int, inner: int) -> dict[str, Any]:
@@ -263,7 +279,8 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{b['float32'] / 2**20:.0f} MiB.")
     if "IW log p(x), chunk size" in r["choices"]:
         notes.append("Chunk sizes (samples at batch 100): " + ", ".join(
-            f"{k}: {v}" for k, v in r["choices"]["IW log p(x), chunk size"]["chunk_sizes"].items()) + ".")
+            f"{k}: {v['examples']} examples x {v['samples']} samples"
+            for k, v in r["choices"]["IW log p(x), chunk size"]["chunk_sizes"].items()) + ".")
     comp = r["choices"].get("training step, torch.compile")
     if comp:
         notes.append(f"torch.compile's first call (the compile, from an empty cache) took {comp['compile_seconds']:.1f} s.")

@@ -233,7 +233,10 @@ def test_speed_choices_every_choice_timed_against_its_alternatives(choices):
     # the memory figures the choices rest on: 2000 images of 28x28 bytes, a quarter of float32's
     assert c["data: a batch of 128 images"]["bytes"] == {"ByteImages": 2000 * 784, "float32": 4 * 2000 * 784}
     chunks = c["IW log p(x), chunk size"]["chunk_sizes"]
-    assert chunks["16M numbers"] > chunks["4M numbers"] > chunks["1M numbers"] >= 1
+    numbers = {name: ch["examples"] * ch["samples"] * 784 for name, ch in chunks.items()}
+    for name, budget in (("1M numbers", 2**20), ("4M numbers", 2**22), ("16M numbers", 2**24)):
+        assert numbers[name] <= budget or chunks[name]["samples"] == 1, (name, chunks)  # a chunk within its budget
+    assert numbers["16M numbers"] > numbers["4M numbers"] > numbers["1M numbers"] >= 784
     # vaekit keeps torch's thread count: the choice is the machine's own
     assert c["training step, threads"]["choice"] == f"{r['machine']['threads']} threads"
 

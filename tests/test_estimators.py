@@ -63,8 +63,9 @@ def test_importance_sampling_converges_to_the_exact_log_likelihood():
         assert float((est - exact).mean()) < 0.02
     assert errors == sorted(errors, reverse=True), errors
     # With K = 10^4 the remaining error is the O(1/K) bias plus noise of the log of a mean of
-    # 10^4 weights; the weights' relative variance here is below 10, so the error is < 0.01.
-    assert errors[-1] < 0.01, errors
+    # 10^4 weights: over generator seeds 0-5 the mean absolute error lies in 0.0076-0.0106,
+    # while a wrong weight (a missing log q or log p term) is off by nats.
+    assert errors[-1] < 0.015, errors
     elbo = model.elbo(x, n_samples=2000).elbo
     assert torch.all(elbo < exact), "the ELBO bounds log p(x) from below"
 

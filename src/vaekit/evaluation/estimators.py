@@ -14,7 +14,7 @@ Both are written against the model protocol alone: :func:`log_likelihood` needs 
 ``model.log_weights(batch, k)``, the naive estimator only ``prior()`` and ``decode(z, batch)``,
 so they run unchanged on every model that implements :class:`vaekit.models.Model`. They run
 over examples in batches and over the K samples in chunks, accumulating a running
-log-sum-exp, so memory is bounded by about 4M decoder outputs whatever K is.
+log-sum-exp, so memory is bounded by about 1M decoder outputs whatever K is.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from ..batch import Batch
 from ..data.examples import as_examples
 from ..seeding import seeded
 
-#: numbers one chunk of decoder outputs may hold: K = 1000 took 1.4x as long with chunks of 16M
-#: as with 4M on this project's 2-core machine, and 1M was no faster (benchmarks/RESULTS.md)
-CHUNK_NUMBERS = 2**22
+#: numbers one chunk of decoder outputs may hold. K = 1000 for 100 MNIST-sized images under a
+#: 784-400-20 VAE took 0.39-0.47 s with chunks of 0.5M-2M numbers and 0.61-0.65 s with 4M on this
+#: project's 2-core machine (2026-11-30, after the examples were batched so that one chunk
+#: holds all K samples of an example); 16M had been 1.4x slower than 4M (benchmarks/RESULTS.md)
+CHUNK_NUMBERS = 2**20
 
 
 def _chunked_logmeanexp(draw: Callable[[int], Tensor], n: int, chunk_size: int, batch: int, device) -> Tensor:
@@ -89,7 +91,7 @@ def log_likelihood(
     data : :class:`vaekit.data.Examples`, or a tensor ``(N, *data_shape)`` of examples
     n_importance : K, the number of importance samples per example
     batch_size : examples per batch (default: as many as let their K samples fit one chunk)
-    chunk_size : samples per chunk (default: chosen so a chunk holds about 4M numbers)
+    chunk_size : samples per chunk (default: chosen so a chunk holds about 1M numbers)
     generator_seed : seed for the noise (``None``: the global random state)
 
     Returns
