@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-samples", type=_positive_int, default=10, metavar="K",
                    help="samples of q(z|x) per example (default: %(default)s)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .csv (columns index, score) or a .npy")
-    p.add_argument("--batch-size", type=_positive_int, default=100, help="examples per batch (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=100,
+                   help="examples per batch for --method elbo; iw sizes its batches to bound memory (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: %(default)s)")
     _add_device(p)
 
