@@ -139,6 +139,30 @@ def test_resume_inside_an_epoch_is_the_uninterrupted_run(tmp_path, reference, st
     assert timeless(rows(run)) == timeless(reference["rows"])
 
 
+def test_a_mid_epoch_checkpoint_from_before_issue_11_resumes_exactly(tmp_path, reference):
+    """Its epoch sums were saved without the count of examples they cover (``epoch_sums``)."""
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    run = tmp_path / "run"
+
+    def interrupt(step, batch):
+        if step == 16:
+            raise KeyboardInterrupt
+        return batch
+
+    with pytest.raises(KeyboardInterrupt):
+        train(MODEL, config(epochs=5, checkpoint_every=3), run, batch_hook=interrupt, progress=False)
+    with safe_open(str(run / ckpt.LAST), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    counted = tensors.pop("extra/epoch_sums_counted")
+    tensors["extra/epoch_sums"] = counted[:-1].clone()  # the old layout: the sums alone
+    (run / ckpt.LAST).write_bytes(save(tensors, metadata=meta))
+    resume(run, progress=False)
+    assert_same_weights(weights(run), reference[5])
+    assert timeless(rows(run)) == timeless(reference["rows"])
+
+
 # -- 2. a crash while a checkpoint is written -------------------------------------------------
 
 def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, reference):

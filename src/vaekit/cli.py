@@ -338,7 +338,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     out = check_output_path(args.output)
     run = _load(args)
     device = run.model.device
-    batch = _data(args, run).head(args.n).to(device)[:]
+    batch = next(_data(args, run).batches(args.n, device))  # the first n examples, with their labels
     x, recon = batch["x"], run.model.reconstruct(batch)
     if out.suffix.lower() == ".npy":
         save_tensor(recon, out)
@@ -389,7 +389,7 @@ def _cmd_interpolate(args: argparse.Namespace) -> None:
     run = _load(args)
     device = run.model.device
     args.data = args.data_dir = None
-    x = _data(args, run).head(2 * args.pairs).x.to(device)
+    x = next(_data(args, run).batches(2 * args.pairs, device))["x"]
     rows = [run.model.interpolate(x[i], x[i + 1], args.steps) for i in range(0, len(x) - 1, 2)]
     save_tensor(torch.cat(rows), args.output, nrow=args.steps, title="decoded straight lines between latent means")
     print(args.output)

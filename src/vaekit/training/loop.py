@@ -179,8 +179,18 @@ def _start(model, train: Examples, cfg: TrainConfig, checkpoint_dir, resume: boo
         run.state = saved.progress
         run.epoch_start = saved.tensors.get("rng/gen_epoch_start", gen.get_state())
         # the partial epoch's sums are global (summed over processes when saved): one process holds them
-        run.partial = saved.extra("epoch_sums") if world.is_main else None
+        run.partial = _saved_sums(saved, cfg, len(train)) if world.is_main else None
     return run
+
+
+def _saved_sums(saved: ckpt.Checkpoint, cfg: TrainConfig, n: int) -> Tensor | None:
+    """A mid-epoch checkpoint's sums, with the count of examples they cover last. Checkpoints
+    written before issue 11 kept the sums alone: their count is the examples of the batches done."""
+    sums = saved.extra("epoch_sums_counted")
+    if sums is None and saved.extra("epoch_sums") is not None:
+        done = min(saved.progress.batch * cfg.batch_size, n)
+        sums = torch.cat([saved.extra("epoch_sums"), torch.tensor([float(done)], dtype=torch.float64)])
+    return sums
 
 
 def _epoch_order(run: _Run, n: int) -> Tensor:
@@ -330,7 +340,7 @@ def _save(run: _Run, name: str, sums: Tensor | None = None) -> None:
     """The whole training state to ``name`` in the checkpoint folder (rank 0), atomically."""
     if run.out is None or not run.world.is_main:
         return
-    extra = {"epoch_sums": sums} if sums is not None else {}
+    extra = {"epoch_sums_counted": sums} if sums is not None else {}
     epoch_start = torch.Generator()
     epoch_start.set_state(run.epoch_start)
     ckpt.save_checkpoint(run.out / name, run.model, run.optimizer, run.scheduler, run.state,
