@@ -97,7 +97,8 @@ def test_speed_every_contender_ran_and_its_figures_follow_from_its_times(speed):
     r, _, _ = speed
     assert r["epochs"] == 1 and r["rounds"] == 1  # what --tiny promises
     assert set(r["training"]) == set(CONTENDERS)
-    assert r["training"]["pythae-784-512-16"] == {"skipped": "--tiny"}
+    # skipped under --tiny, or before that where pythae (the bench extra) is not installed
+    assert r["training"]["pythae-784-512-16"] in ({"skipped": "--tiny"}, {"skipped": "pythae not installed"})
     assert any("pythae" in s for s in r["skipped"])
     peak = r["peak"]
     assert _positive(peak["gflops"]) and peak["gflops"] == statistics.median(peak["gflops_by_round"])

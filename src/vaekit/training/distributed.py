@@ -39,10 +39,20 @@ def world_from_env() -> World:
     return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def init(world: World, device: torch.device) -> None:
-    """Join the process group once: nccl for CUDA, gloo otherwise."""
+def init(world: World, device: torch.device) -> bool:
+    """Join the process group once: nccl for CUDA, gloo otherwise. True when this call created
+    it, so that the caller leaves it (:func:`leave`) when done."""
     if world.enabled and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return True
+    return False
+
+
+def leave(created: bool) -> None:
+    """Destroy the process group that :func:`init` created. Left to the interpreter's exit, gloo's
+    threads sometimes abort the process ("terminate called without an active exception")."""
+    if created and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_reduce_sum(t: torch.Tensor, world: World) -> torch.Tensor:

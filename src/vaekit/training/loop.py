@@ -34,7 +34,7 @@ from ..evaluation.metrics import evaluate
 from ..models.protocol import check_model
 from . import checkpoint as ckpt
 from .device import resolve_device
-from .distributed import World, all_reduce_sum, init, world_from_env
+from .distributed import World, all_reduce_sum, init, leave, world_from_env
 from .numerics import flush_denormal, gradients_finite
 from .schedules import kl_beta, lr_factor
 
@@ -71,6 +71,7 @@ class _Run:
     scheduled: bool = True  # a constant rate needs no scheduler step
     names: tuple[str, ...] = ()  # the model's terms, in the order of the epoch's sums
     partial: Tensor | None = None  # a resumed epoch's sums so far (global, with the count last)
+    owns_group: bool = False  # this fit created the process group, and destroys it
 
 
 def fit(
@@ -119,30 +120,40 @@ def fit(
     val = None if val is None else as_examples(val)
     with flush_denormal():
         run = _start(model, train, cfg, checkpoint_dir, resume)
-        if train.in_memory:  # on the device once; a batch is then one gather there
-            train = train.to(run.device)
-        show = (sys.stderr.isatty() if progress is None else progress) and run.world.is_main
-        rows: list[dict[str, Any]] = []
-        bar = tqdm(range(run.state.epoch + 1, cfg.epochs + 1), desc="train", unit="epoch", disable=not show,
-                   file=sys.stderr)
-        for epoch in bar:
-            t0 = time.perf_counter()
-            sums = _run_epoch(run, train, epoch, batch_hook)
-            row = _epoch_row(run, epoch, sums)
-            improved = _validate(run, val, row)
-            row.update(beta=kl_beta(cfg, run.state.step), lr=run.optimizer.param_groups[0]["lr"],
-                       nan_skipped=run.state.nan_skipped, seconds=time.perf_counter() - t0)
-            rows.append(row)
-            if run.world.is_main and callback is not None:
-                callback(row, model)
-            _save(run, ckpt.LAST)
-            if improved:
-                _keep_best(run)
-            key = model.headline.key
-            bar.set_postfix({key: f"{row[f'train_{key}']:.2f}", "val": f"{row.get(f'val_{key}', math.nan):.2f}"})
-            if cfg.patience is not None and run.state.bad_epochs >= cfg.patience:
-                row["stopped_early"] = True
-                break
+        try:
+            return _epochs(run, train, val, callback, batch_hook, progress)
+        finally:
+            leave(run.owns_group)
+
+
+def _epochs(run: _Run, train: Examples, val: Examples | None, callback: Callback | None,
+            batch_hook: BatchHook | None, progress: bool | None) -> list[dict[str, Any]]:
+    """The loop over epochs: train, log, validate, checkpoint, stop early."""
+    cfg, model = run.cfg, run.model
+    if train.in_memory:  # on the device once; a batch is then one gather there
+        train = train.to(run.device)
+    show = (sys.stderr.isatty() if progress is None else progress) and run.world.is_main
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(range(run.state.epoch + 1, cfg.epochs + 1), desc="train", unit="epoch", disable=not show,
+               file=sys.stderr)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        sums = _run_epoch(run, train, epoch, batch_hook)
+        row = _epoch_row(run, epoch, sums)
+        improved = _validate(run, val, row)
+        row.update(beta=kl_beta(cfg, run.state.step), lr=run.optimizer.param_groups[0]["lr"],
+                   nan_skipped=run.state.nan_skipped, seconds=time.perf_counter() - t0)
+        rows.append(row)
+        if run.world.is_main and callback is not None:
+            callback(row, model)
+        _save(run, ckpt.LAST)
+        if improved:
+            _keep_best(run)
+        key = model.headline.key
+        bar.set_postfix({key: f"{row[f'train_{key}']:.2f}", "val": f"{row.get(f'val_{key}', math.nan):.2f}"})
+        if cfg.patience is not None and run.state.bad_epochs >= cfg.patience:
+            row["stopped_early"] = True
+            break
     return rows
 
 
@@ -158,7 +169,7 @@ def _start(model, train: Examples, cfg: TrainConfig, checkpoint_dir, resume: boo
     if device.type == "cuda" and world.enabled:
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
-    init(world, device)
+    owns_group = init(world, device)
     model.to(device).train()
     from torch.nn.parallel import DistributedDataParallel
 
@@ -170,7 +181,7 @@ def _start(model, train: Examples, cfg: TrainConfig, checkpoint_dir, resume: boo
     out = Path(checkpoint_dir) if checkpoint_dir is not None else None
     run = _Run(model, net, cfg, world, device, optimizer, scheduler, gen, gen.get_state(), ckpt.Progress(), out,
                params=[p for p in model.parameters() if p.requires_grad], n_batches=n_batches,
-               scheduled=cfg.lr_schedule != "constant" or cfg.lr_warmup_steps > 0)
+               scheduled=cfg.lr_schedule != "constant" or cfg.lr_warmup_steps > 0, owns_group=owns_group)
     if resume:
         if out is None:
             raise VaekitError("resume needs the run's checkpoint folder")
