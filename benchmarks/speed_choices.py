@@ -318,7 +318,7 @@ def main(argv=None) -> int:
     n_mem, mem_rounds = (2000, 1) if args.tiny else (10000, 3)
     steps.append((f"evaluate, batch size ({n_mem} images)", lambda: {
         "choice": "500", **memory("evaluate", n_mem, {"500": 500, "1000": 1000}, mem_rounds)}))
-    steps.append((f"column moments for init_from_data ({6 * n_mem} images)", lambda: {
+    steps.append((f"column moments for the output bias ({6 * n_mem} images)", lambda: {
         "choice": "chunks of 256K numbers", **memory("moments", 6 * n_mem, {"chunks of 256K numbers": 0,
                                                                            "chunks of 4096 rows": 4096}, mem_rounds)}))
     if not (args.tiny or args.no_compile):

@@ -42,7 +42,7 @@ CHOICES = {
     "Adam step (784-400-20)", "Adam step on denormal state", "gradient finiteness check",
     "data: a batch of 128 images", "IW log p(x), chunk size", "training step, threads",
     "evaluation forward (batch 1000)", "evaluate, batch size (2000 images)",
-    "column moments for init_from_data (12000 images)",
+    "column moments for the output bias (12000 images)",
 }
 
 
