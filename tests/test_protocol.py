@@ -140,7 +140,7 @@ class LabelSpy(VAE):
     truth: dict[bytes, int] = {}
     seen: list[tuple[str, int, bool]] = []  # (where, examples, every label right)
 
-    def _terms(self, batch, n_samples, noise, beta, free_bits):
+    def _terms(self, batch, *args):
         where = "train" if self.training else "eval"
         if "y" in batch:
             keys = [bytes(np.asarray(r.cpu(), dtype=np.float32).tobytes()) for r in batch["x"]]
@@ -148,7 +148,7 @@ class LabelSpy(VAE):
             LabelSpy.seen.append((where, len(batch["x"]), right))
         else:
             LabelSpy.seen.append((where, len(batch["x"]), False))
-        return super()._terms(batch, n_samples, noise, beta, free_bits)
+        return super()._terms(batch, *args)
 
 
 @pytest.fixture

@@ -252,11 +252,12 @@ def test_metrics_log_beta_and_the_true_elbo(scheduled_run):
 
 
 def tiny_vae(seed: int = 0) -> tuple[VAE, torch.Tensor, torch.Tensor]:
-    """A VAE on 8x8 binary images, a batch and its reparameterization noise ``(1, B, L)``."""
+    """A VAE on 8x8 binary images, a batch and its reparameterization noise ``(B, L)``, as
+    ``draw_noise`` gives it (``elbo`` takes it sample-first, ``noise[None]``)."""
     torch.manual_seed(seed)
     model = VAE(ModelConfig(data_shape=(1, 8, 8), latent_dim=4, hidden=(32,), likelihood="bernoulli"))
     x = (torch.rand(16, 1, 8, 8) < 0.3).float()
-    return model, x, torch.randn(1, 16, 4)
+    return model, x, torch.randn(16, 4)
 
 
 def test_training_loss_weights_the_kl_but_reports_the_elbo():
@@ -266,7 +267,7 @@ def test_training_loss_weights_the_kl_but_reports_the_elbo():
     torch.testing.assert_close(loss, -(terms.reconstruction - 0.3 * terms.kl))
     torch.testing.assert_close(terms.elbo, terms.reconstruction - terms.kl)
     assert (terms.kl > 0).all()  # so that the two differ
-    same = model.elbo(x, noise=noise)  # the ELBO every figure uses, under the same noise
+    same = model.elbo(x, noise=noise[None])  # the ELBO every figure uses, under the same noise
     for a, b in zip(terms, same):
         torch.testing.assert_close(a, b)
     loss1, _ = model.training_loss(x, beta=1.0, noise=noise)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import dataclasses
 
-from .config import BINARIZE_MODES, ModelConfig, TrainConfig
+from .config import BINARIZE_MODES, OBJECTIVES, ModelConfig, TrainConfig
 
 _MODEL_DEFAULTS = ModelConfig()
 _TRAIN_DEFAULTS = TrainConfig()
@@ -119,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "epoch; static: drawn once. Held-out sets are drawn once with a fixed seed (default: %(default)s)")
     p.add_argument("--val-fraction", type=float, default=_TRAIN_DEFAULTS.val_fraction,
                    help="share of the training set held out for the validation ELBO (default: %(default)s)")
+    g = p.add_argument_group("the objective (reported figures are always the true ELBO)")
+    g.add_argument("--objective", default=_TRAIN_DEFAULTS.objective, choices=OBJECTIVES,
+                   help="elbo; iwae, the importance-weighted bound with --n-samples draws per example (Burda et al. "
+                   "2015, https://arxiv.org/abs/1509.00519); dreg, the same bound with the doubly reparameterized "
+                   "encoder gradient (Tucker et al. 2019, https://arxiv.org/abs/1810.04152) (default: %(default)s)")
+    g.add_argument("--n-samples", type=_positive_int, default=_TRAIN_DEFAULTS.n_samples, metavar="K",
+                   help="draws of q(z|x) per example in every step; all K go through the decoder as one batch "
+                   "(default: %(default)s)")
     g = p.add_argument_group("the KL weight (only beta 1 with no free bits trains on the ELBO itself; "
                              "reported figures are always the true ELBO)")
     g.add_argument("--beta", type=float, default=_TRAIN_DEFAULTS.beta,

@@ -51,6 +51,11 @@ class TrainConfig:
     val_fraction: float = 0.1
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "fp32"  # fp32 | bf16 (autocast)
+    # the training objective: elbo, or the importance-weighted bound with n_samples draws per
+    # example (iwae, Burda et al. 2015), or the same with the doubly reparameterized encoder
+    # gradient (dreg, Tucker et al. 2019)
+    objective: str = "elbo"
+    n_samples: int = 1
     # the KL weight: only beta = 1 with no free bits trains on the ELBO itself
     beta: float = 1.0
     kl_warmup_steps: int = 0  # beta ramps linearly from 0 over this many steps
@@ -72,6 +77,7 @@ class TrainConfig:
 
 
 BINARIZE_MODES = ("none", "dynamic", "static")
+OBJECTIVES = ("elbo", "iwae", "dreg")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -85,4 +91,4 @@ def from_dict(cls: type, data: dict[str, Any]):
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
-__all__ = ["ModelConfig", "TrainConfig", "BINARIZE_MODES", "to_dict", "from_dict"]
+__all__ = ["ModelConfig", "TrainConfig", "BINARIZE_MODES", "OBJECTIVES", "to_dict", "from_dict"]

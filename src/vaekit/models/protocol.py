@@ -74,10 +74,13 @@ class Model(Protocol):
 
     def training_loss(self, batch: Batch, *, beta: float = 1.0, free_bits: float = 0.0,
                       noise: Tensor | None = None) -> tuple[Tensor, NamedTuple]:
-        """Per-example loss ``(B,)`` and the terms of :meth:`elbo` under the same draws."""
+        """Per-example loss ``(B,)`` and the terms of :meth:`elbo` under the same draws. A model
+        that trains on importance-weighted objectives also takes ``objective=`` and
+        ``n_samples=`` (the loop passes them only when they are not the ELBO's)."""
 
     def draw_noise(self, n: int, generator: torch.Generator) -> Tensor | None:
-        """The training loss's noise for ``n`` examples, examples first, from ``generator``."""
+        """The training loss's noise for ``n`` examples, examples first, from ``generator``
+        (with ``n_samples`` K as a third argument when the run draws K per example)."""
 
     def sample(self, n: int, *, generator: torch.Generator | None = None, **conditions: Any) -> Tensor:
         """Means of ``p(x|z)`` for ``n`` draws of the prior (and the given conditions)."""

@@ -13,6 +13,7 @@ The ELBO, the training loss and the importance weights are computed by one priva
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -23,7 +24,7 @@ from ..batch import Batch, as_batch
 from ..config import ModelConfig
 from ..errors import VaekitError
 from .base import ModelBase
-from .distributions import DiagonalNormal
+from .distributions import LOG_2PI, DiagonalNormal
 from .likelihoods import make_likelihood
 from .networks import build_networks
 from .priors import build_prior
@@ -44,6 +45,11 @@ class _Draws(NamedTuple):
     eps: Tensor  # (S, B, L)
     z: Tensor  # (S, B, L), z = loc + scale * eps
     log_px_z: Tensor  # (S, B)
+
+
+def _scale_by(factor: Tensor):
+    """A gradient hook multiplying the gradient by ``factor``."""
+    return lambda grad: grad * factor
 
 
 @register_model("vae")
@@ -106,7 +112,7 @@ class VAE(ModelBase):
         return _Draws(qz, noise, z, self.decode(z, batch).log_prob(batch["x"]))
 
     def _terms(self, batch: Batch | Tensor, n_samples: int, noise: Tensor | None,
-               beta: float, free_bits: float) -> tuple[Tensor, ELBO]:
+               beta: float, free_bits: float, objective: str = "elbo") -> tuple[Tensor, ELBO]:
         batch = as_batch(batch)
         d = self._draw(batch, n_samples, noise)
         reconstruction = d.log_px_z.mean(0)  # (B,)
@@ -121,8 +127,38 @@ class VAE(ModelBase):
             penalty = torch.where(active, kl_units, torch.full_like(kl_units, free_bits)).sum(-1)
         else:
             kl = penalty = self.prior.kl(d.qz, d.z)
-        loss = beta * penalty - reconstruction
+        if objective == "elbo":
+            loss = beta * penalty - reconstruction
+        else:
+            loss = -self._importance_weighted(d, objective)
         return loss, ELBO(reconstruction - kl, reconstruction, kl)
+
+    def _importance_weighted(self, d: _Draws, objective: str) -> Tensor:
+        """The importance-weighted bound ``log 1/K sum_k w_k`` (Burda et al. 2015, eq. 8) per
+        example, ``(B,)``, from the ELBO's own draws; with ``dreg`` its encoder gradient is the
+        doubly reparameterized one (Tucker et al. 2019, eq. 5), its value the same.
+
+        DReG: ``log q`` with its parameters held fixed (the score-function term, zero in
+        expectation, is dropped), and the gradient reaching ``z`` scaled by the normalized
+        weight, so that the encoder sees ``sum_k w_k^2 d log w_k / dz dz/dphi`` while the
+        decoder still sees the IWAE gradient ``sum_k w_k d log w_k / dtheta``.
+        """
+        K = d.z.shape[0]
+        log_p = d.log_px_z + self.prior.log_prob(d.z)  # (K, B)
+        if objective == "iwae":
+            log_w = log_p - d.qz.log_prob_of_noise(d.eps)
+            return torch.logsumexp(log_w, 0) - math.log(K)
+        if objective != "dreg":
+            raise VaekitError(f"--objective {objective}: choose one of elbo, iwae, dreg")
+        loc, scale, logvar = d.qz.loc.detach(), d.qz.scale.detach(), d.qz.logvar.detach()
+        log_w = log_p - (-0.5 * (((d.z - loc) / scale).square() + logvar + LOG_2PI).sum(-1))
+        bound = torch.logsumexp(log_w, 0) - math.log(K)
+        if not d.z.requires_grad:
+            return bound
+        w = torch.softmax(log_w.detach(), 0)  # (K, B): the normalized weights
+        d.z.register_hook(_scale_by(w.unsqueeze(-1)))  # the gradient reaching z, times w_k
+        surrogate = (w * log_w).sum(0)  # its gradient is DReG's; added with value zero
+        return bound.detach() + surrogate - surrogate.detach()
 
     def elbo(self, batch: Batch | Tensor, n_samples: int = 1, *, noise: Tensor | None = None) -> ELBO:
         """The evidence lower bound per example, with its two parts.
@@ -134,21 +170,23 @@ class VAE(ModelBase):
         return self._terms(batch, n_samples, noise, 1.0, 0.0)[1]
 
     def training_loss(self, batch: Batch | Tensor, *, beta: float = 1.0, free_bits: float = 0.0,
-                      noise: Tensor | None = None) -> tuple[Tensor, ELBO]:
+                      noise: Tensor | None = None, objective: str = "elbo", n_samples: int = 1) -> tuple[Tensor, ELBO]:
         """Per-example training loss ``(B,)`` and the true ELBO terms it was computed from.
 
-        ``loss = -(E_q[log p(x|z)] - beta * KL')``. With ``beta = 1`` and no free bits it is
-        the negative ELBO. ``beta`` weighs the KL (beta-VAE, Higgins et al. 2017; a KL warm-up
-        ramps it). Free bits (Kingma et al. 2016, eq. 15): each latent unit's KL, averaged
-        over the batch, costs at least ``free_bits`` nats, so the encoder is not pushed to
-        collapse a unit whose KL is already small. Either changes the objective, not what is
-        reported: the terms returned are always the true ELBO's. ``noise``: ``eps``, ``(B, latent_dim)``
-        as :meth:`draw_noise` gives it (the training loop draws it from the run's generator, so
-        that runs resume and shard exactly), or ``(1, B, latent_dim)`` as :meth:`elbo` takes it.
+        ``objective="elbo"``: ``loss = -(E_q[log p(x|z)] - beta * KL')``. With ``beta = 1`` and
+        no free bits it is the negative ELBO. ``beta`` weighs the KL (beta-VAE, Higgins et al.
+        2017; a KL warm-up ramps it). Free bits (Kingma et al. 2016, eq. 15): each latent unit's
+        KL, averaged over the batch, costs at least ``free_bits`` nats, so the encoder is not
+        pushed to collapse a unit whose KL is already small. ``objective="iwae"`` or ``"dreg"``:
+        the negative importance-weighted bound with ``n_samples`` draws (beta and free bits do
+        not apply). Whatever the objective, the terms returned are the true ELBO's under the
+        same draws. ``noise``: ``eps``, examples first, as :meth:`draw_noise` gives it:
+        ``(B, latent_dim)`` for one draw, ``(B, n_samples, latent_dim)`` for several (the
+        training loop draws it from the run's generator, so that runs resume and shard exactly).
         """
-        if noise is not None and noise.dim() == 2:
-            noise = noise.unsqueeze(0)
-        return self._terms(batch, 1, noise, beta, free_bits)
+        if noise is not None:
+            noise = noise.unsqueeze(0) if noise.dim() == 2 else noise.movedim(1, 0)  # (S, B, L)
+        return self._terms(batch, n_samples, noise, beta, free_bits, objective)
 
     def log_weights(self, batch: Batch | Tensor, k: int) -> Tensor:
         """``(k, B)``: ``log p(x|z_k) + log p(z_k) - log q(z_k|x)``, ``z_k ~ q(z|x)``."""
@@ -156,9 +194,12 @@ class VAE(ModelBase):
         d = self._draw(batch, k, None)
         return d.log_px_z + self.prior.log_prob(d.z) - d.qz.log_prob_of_noise(d.eps)
 
-    def draw_noise(self, n: int, generator: torch.Generator) -> Tensor:
-        """``eps ~ N(0, I)`` for ``n`` examples, ``(n, latent_dim)``, on the CPU."""
-        return torch.randn(n, self.latent_dim, generator=generator)
+    def draw_noise(self, n: int, generator: torch.Generator, n_samples: int = 1) -> Tensor:
+        """``eps ~ N(0, I)`` for ``n`` examples, on the CPU: ``(n, latent_dim)``, or
+        ``(n, n_samples, latent_dim)`` for several draws each."""
+        if n_samples == 1:
+            return torch.randn(n, self.latent_dim, generator=generator)
+        return torch.randn(n, n_samples, self.latent_dim, generator=generator)
 
     def loss(self, batch: Batch | Tensor) -> Tensor:
         """``-mean ELBO`` over the batch: what training minimizes."""

@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..batch import Batch
-from ..config import TrainConfig
+from ..config import OBJECTIVES, TrainConfig
 from ..data.examples import Examples, as_examples
 from ..errors import VaekitError
 from ..evaluation.metrics import evaluate
@@ -164,6 +164,13 @@ def _start(model, train: Examples, cfg: TrainConfig, checkpoint_dir, resume: boo
         raise VaekitError(f"--on-nan {cfg.on_nan}: choose stop or skip")
     if not model.trains_by_gradient:
         raise VaekitError(f"a {model.config.model!r} model is fitted in closed form, not by fit")
+    if cfg.objective not in OBJECTIVES:
+        raise VaekitError(f"--objective {cfg.objective}: choose one of: {', '.join(OBJECTIVES)}")
+    if cfg.n_samples < 1:
+        raise VaekitError(f"--n-samples {cfg.n_samples}: must be at least 1")
+    if cfg.objective != "elbo" and not model.headline.bounds_log_likelihood:
+        raise VaekitError(f"--objective {cfg.objective}: a {model.config.model!r} model has no importance weights; "
+                          "it applies to a vae")
     world = world_from_env()
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world.enabled:
@@ -251,7 +258,8 @@ def _draw_batch(run: _Run, train: Examples, idx: Tensor) -> tuple[Batch, Tensor 
     """
     G, world, device = len(idx), run.world, run.device
     mine = slice(world.rank, None, world.size)
-    noise = run.model.draw_noise(G, run.gen)
+    K = run.cfg.n_samples
+    noise = run.model.draw_noise(G, run.gen) if K == 1 else run.model.draw_noise(G, run.gen, K)
     uniform = torch.rand((G, *train.shape[1:]), generator=run.gen) if run.cfg.binarize == "dynamic" else None
     local = idx[mine]
     batch = train[local.to(device) if train.in_memory else local]
@@ -273,11 +281,14 @@ def _train_batch(run: _Run, batch: Batch, noise: Tensor | None, epoch: int) -> T
     """
     cfg, world, G = run.cfg, run.world, len(batch["x"]) * run.world.size
     beta = kl_beta(cfg, run.state.step) if cfg.kl_warmup_steps > 0 else cfg.beta
+    # the objective's options reach the model only when they differ from the plain ELBO's
+    more = {} if (cfg.objective, cfg.n_samples) == ("elbo", 1) else {"objective": cfg.objective,
+                                                                     "n_samples": cfg.n_samples}
     if cfg.precision == "bf16":
         with torch.autocast(run.device.type, dtype=torch.bfloat16):
-            loss_vec, terms = run.net(batch, beta=beta, free_bits=cfg.free_bits, noise=noise)
+            loss_vec, terms = run.net(batch, beta=beta, free_bits=cfg.free_bits, noise=noise, **more)
     else:  # no context to enter every step
-        loss_vec, terms = run.net(batch, beta=beta, free_bits=cfg.free_bits, noise=noise)
+        loss_vec, terms = run.net(batch, beta=beta, free_bits=cfg.free_bits, noise=noise, **more)
     # sum / G * world.size: DDP's gradient average is then the global batch's mean
     loss = loss_vec.sum(dtype=torch.float32) * (world.size / G)
     run.optimizer.zero_grad(set_to_none=True)
