@@ -94,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vae; or a baseline at the same latent size: ae (the same networks, no sampling, no KL) "
                    "or pca (closed form, read as probabilistic PCA) (default: %(default)s)")
     p.add_argument("--prior", default=_MODEL_DEFAULTS.prior, choices=sorted(PRIORS),
-                   help="p(z): standard is N(0, I), with its KL in closed form; a prior without one has its "
-                   "KL estimated by sampling (default: %(default)s)")
+                   help="p(z): standard is N(0, I), with its KL in closed form; mog, a learned mixture of "
+                   "--prior-components Gaussians, has its KL estimated by sampling (default: %(default)s)")
+    p.add_argument("--prior-components", type=_positive_int, default=_MODEL_DEFAULTS.prior_components, metavar="K",
+                   help="mixture components of --prior mog (default: %(default)s)")
     p.add_argument("--latent-dim", type=_positive_int, default=_MODEL_DEFAULTS.latent_dim, help="size of z (default: %(default)s)")
     p.add_argument("--likelihood", default=_MODEL_DEFAULTS.likelihood, choices=["auto", *sorted(LIKELIHOODS)],
                    help="p(x|z): bernoulli (cross-entropy), continuous-bernoulli, gaussian (fixed variance "

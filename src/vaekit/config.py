@@ -24,6 +24,7 @@ class ModelConfig:
     hidden: tuple[int, ...] = (1024, 512)
     conv_channels: tuple[int, ...] = (32, 64)
     prior: str = "standard"  # see vaekit.models.priors.PRIORS
+    prior_components: int = 10  # mixture components, for the mog prior
     likelihood: str = "auto"  # see vaekit.models.likelihoods.LIKELIHOODS; auto: chosen from the data by train()
     gaussian_variance: float = 0.1  # c in p(x|z) = N(f(z), c I); start value for gaussian-learned
 

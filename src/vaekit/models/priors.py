@@ -31,7 +31,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
 from ..errors import VaekitError
 from .distributions import LOG_2PI, DiagonalNormal, kl_diag_normal_standard_per_unit, standard_normal
@@ -50,11 +50,13 @@ def register_prior(name: str):
     return wrap
 
 
-def build_prior(name: str, latent_dim: int) -> "Prior":
-    """The prior registered as ``name``, over ``latent_dim`` units."""
+def build_prior(name: str, latent_dim: int, *, components: int = 1) -> "Prior":
+    """The prior registered as ``name``, over ``latent_dim`` units (``components``: for mixtures)."""
     if name not in PRIORS:
         raise VaekitError(f"unknown prior {name!r}; choose one of: {', '.join(sorted(PRIORS))}")
-    return PRIORS[name](latent_dim)
+    if components < 1:
+        raise VaekitError(f"--prior-components {components}: must be at least 1")
+    return PRIORS[name](latent_dim, components=components)
 
 
 class Prior(nn.Module):
@@ -65,7 +67,7 @@ class Prior(nn.Module):
 
     name: str = ""
 
-    def __init__(self, latent_dim: int):
+    def __init__(self, latent_dim: int, **options: int):
         super().__init__()
         self.latent_dim = latent_dim
         # a buffer, so that the prior follows the model's device and dtype
@@ -140,3 +142,25 @@ class StandardNormal(Prior):
         if isinstance(qz, DiagonalNormal):
             return kl_diag_normal_standard_per_unit(qz.loc, qz.scale, logvar=qz.logvar)
         return kl_diag_normal_standard_per_unit(qz.mean, qz.stddev)
+
+
+@register_prior("mog")
+class MixtureOfGaussians(Prior):
+    """A learned mixture of ``components`` diagonal Gaussians,
+    ``p(z) = sum_k pi_k N(z | mu_k, diag sigma_k^2)`` (``torch.distributions.MixtureSameFamily``).
+
+    It has no closed-form KL with ``q(z|x)``: the ELBO's KL is estimated by sampling. The
+    means start spread as draws of N(0, I), the scales at 1, the weights equal.
+    """
+
+    def __init__(self, latent_dim: int, *, components: int = 10, **options: int):
+        super().__init__(latent_dim)
+        g = torch.Generator().manual_seed(0)  # a fixed start: the run's seed sets everything else
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.loc = nn.Parameter(torch.randn(components, latent_dim, generator=g))
+        self.log_scale = nn.Parameter(torch.zeros(components, latent_dim))
+
+    def forward(self) -> MixtureSameFamily:
+        components = Independent(Normal(self.loc, self.log_scale.exp(), validate_args=False), 1)
+        return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False), components,
+                                 validate_args=False)

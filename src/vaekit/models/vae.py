@@ -79,7 +79,7 @@ class VAE(ModelBase):
         self.encoder, self.decoder = build_networks(config)
         self.likelihood = make_likelihood(config.likelihood, config.data_shape,
                                           gaussian_variance=config.gaussian_variance)
-        self.prior = build_prior(config.prior, config.latent_dim)
+        self.prior = build_prior(config.prior, config.latent_dim, components=config.prior_components)
 
     # -- the three distributions: model.prior() is p(z) ----------------------------------------
     def encode(self, batch: Batch | Tensor) -> DiagonalNormal:
