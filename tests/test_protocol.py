@@ -273,3 +273,41 @@ def test_a_mixture_prior_trains_and_is_rebuilt(tmp_path, capsys):
     start = PRIORS["mog"](2, components=4)
     assert not torch.allclose(model.prior.loc, start.loc)  # its parameters were learned
     refused(capsys, tmp_path, "train", "--prior-components", 0, says=("--prior-components",))
+
+
+# -- 5. the VampPrior ------------------------------------------------------------------------------
+
+def test_the_vamp_prior_is_the_mixture_of_the_encoders_posteriors_at_its_pseudo_inputs():
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(data_shape=(4,), latent_dim=2, arch="linear", likelihood="gaussian",
+                            gaussian_variance=0.3, prior="vamp", prior_components=3))
+    u = model.prior.pseudo_inputs.detach()
+    z = torch.randn(7, 2)
+    with torch.no_grad():
+        qu = [Independent(Normal(*[t[k] for t in model.encoder.params(u)[:2]]), 1) for k in range(3)]
+        by_hand = torch.logsumexp(torch.stack([q.log_prob(z) for q in qu]), 0) - math.log(3)
+        torch.testing.assert_close(model.prior().log_prob(z), by_hand)
+        # a linear-Gaussian decoder under it: p(x) = 1/K sum_k N(x | W m_k + b, W S_k W^T + c I)
+        model.encoder.logvar_head.bias.fill_(math.log(2.0))  # a wide proposal (and wider components)
+        (dec,) = [m for m in model.decoder.modules() if isinstance(m, nn.Linear)]
+        W, b = dec.weight.double(), dec.bias.double()
+        loc, scale, _ = model.encoder.params(u)
+        x = torch.randn(5, 4)
+        exact = torch.logsumexp(torch.stack([torch.distributions.MultivariateNormal(
+            W @ loc[k].double() + b, W @ torch.diag(scale[k].double() ** 2) @ W.T + 0.3 * torch.eye(4)).log_prob(x.double())
+            for k in range(3)]), 0) - math.log(3)
+    iw = log_likelihood(model, x, n_importance=20000)
+    torch.testing.assert_close(iw, exact, atol=0.03, rtol=0)
+
+
+def test_a_vamp_prior_trains_and_is_rebuilt(tmp_path, capsys):
+    from cli_helpers import ok
+
+    run = tmp_path / "run"
+    ok(capsys, "train", "--data", "digits", "--epochs", 2, "--prior", "vamp", "--prior-components", 6,
+       "--latent-dim", 2, "--hidden", 32, "--run-dir", run)
+    model = vaekit.load(run)
+    assert model.prior.pseudo_inputs.shape == (6, 1, 8, 8)
+    start = PRIORS["vamp"](2, components=6, encoder=model.encoder, data_shape=(1, 8, 8))
+    assert not torch.allclose(model.prior.pseudo_inputs, start.pseudo_inputs)  # learned
+    assert model.sample(4).shape == (4, 1, 8, 8)

@@ -95,9 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "or pca (closed form, read as probabilistic PCA) (default: %(default)s)")
     p.add_argument("--prior", default=_MODEL_DEFAULTS.prior, choices=sorted(PRIORS),
                    help="p(z): standard is N(0, I), with its KL in closed form; mog, a learned mixture of "
-                   "--prior-components Gaussians, has its KL estimated by sampling (default: %(default)s)")
+                   "--prior-components Gaussians; vamp, the VampPrior, the mixture of the encoder's posteriors at "
+                   "--prior-components learned pseudo-inputs (https://arxiv.org/abs/1705.07120); mog and vamp have "
+                   "their KL estimated by sampling (default: %(default)s)")
     p.add_argument("--prior-components", type=_positive_int, default=_MODEL_DEFAULTS.prior_components, metavar="K",
-                   help="mixture components of --prior mog (default: %(default)s)")
+                   help="mixture components of --prior mog or vamp (default: %(default)s)")
     p.add_argument("--latent-dim", type=_positive_int, default=_MODEL_DEFAULTS.latent_dim, help="size of z (default: %(default)s)")
     p.add_argument("--likelihood", default=_MODEL_DEFAULTS.likelihood, choices=["auto", *sorted(LIKELIHOODS)],
                    help="p(x|z): bernoulli (cross-entropy), continuous-bernoulli, gaussian (fixed variance "

@@ -50,13 +50,14 @@ def register_prior(name: str):
     return wrap
 
 
-def build_prior(name: str, latent_dim: int, *, components: int = 1) -> "Prior":
-    """The prior registered as ``name``, over ``latent_dim`` units (``components``: for mixtures)."""
+def build_prior(name: str, latent_dim: int, *, components: int = 1, **context) -> "Prior":
+    """The prior registered as ``name``, over ``latent_dim`` units (``components``: for mixtures;
+    ``context``: what a prior may need of its model, ``encoder`` and ``data_shape``)."""
     if name not in PRIORS:
         raise VaekitError(f"unknown prior {name!r}; choose one of: {', '.join(sorted(PRIORS))}")
     if components < 1:
         raise VaekitError(f"--prior-components {components}: must be at least 1")
-    return PRIORS[name](latent_dim, components=components)
+    return PRIORS[name](latent_dim, components=components, **context)
 
 
 class Prior(nn.Module):
@@ -67,7 +68,7 @@ class Prior(nn.Module):
 
     name: str = ""
 
-    def __init__(self, latent_dim: int, **options: int):
+    def __init__(self, latent_dim: int, **options):
         super().__init__()
         self.latent_dim = latent_dim
         # a buffer, so that the prior follows the model's device and dtype
@@ -153,7 +154,7 @@ class MixtureOfGaussians(Prior):
     means start spread as draws of N(0, I), the scales at 1, the weights equal.
     """
 
-    def __init__(self, latent_dim: int, *, components: int = 10, **options: int):
+    def __init__(self, latent_dim: int, *, components: int = 10, **options):
         super().__init__(latent_dim)
         g = torch.Generator().manual_seed(0)  # a fixed start: the run's seed sets everything else
         self.logits = nn.Parameter(torch.zeros(components))
@@ -163,4 +164,32 @@ class MixtureOfGaussians(Prior):
     def forward(self) -> MixtureSameFamily:
         components = Independent(Normal(self.loc, self.log_scale.exp(), validate_args=False), 1)
         return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False), components,
+                                 validate_args=False)
+
+
+@register_prior("vamp")
+class VampPrior(Prior):
+    """The VampPrior (Tomczak and Welling 2018, https://arxiv.org/abs/1705.07120): the mixture of
+    the encoder's posteriors at ``components`` learned pseudo-inputs,
+    ``p(z) = 1/K sum_k q(z | u_k)``. Its KL is estimated by sampling.
+
+    The encoder is the model's own (shared, not copied: it is held outside this module's
+    parameters, so the state dict stores it once, under the model). Pseudo-inputs start as a
+    seeded uniform draw in [0, 1].
+    """
+
+    def __init__(self, latent_dim: int, *, components: int = 10, encoder: nn.Module | None = None,
+                 data_shape: tuple[int, ...] = (), **options: int):
+        super().__init__(latent_dim)
+        if encoder is None or not data_shape:
+            raise VaekitError("the vamp prior needs the model's encoder and data shape (build it through a VAE)")
+        g = torch.Generator().manual_seed(0)
+        self.pseudo_inputs = nn.Parameter(torch.rand(components, *data_shape, generator=g))
+        self._encoder = (encoder,)  # a tuple: not registered as a submodule
+
+    def forward(self) -> MixtureSameFamily:
+        qu = self._encoder[0](self.pseudo_inputs)  # (K,) posteriors over (latent_dim,)
+        mixture = Categorical(logits=torch.zeros(len(self.pseudo_inputs), device=self.pseudo_inputs.device),
+                              validate_args=False)
+        return MixtureSameFamily(mixture, Independent(Normal(qu.mean, qu.stddev, validate_args=False), 1),
                                  validate_args=False)

@@ -79,7 +79,8 @@ class VAE(ModelBase):
         self.encoder, self.decoder = build_networks(config)
         self.likelihood = make_likelihood(config.likelihood, config.data_shape,
                                           gaussian_variance=config.gaussian_variance)
-        self.prior = build_prior(config.prior, config.latent_dim, components=config.prior_components)
+        self.prior = build_prior(config.prior, config.latent_dim, components=config.prior_components,
+                                 encoder=self.encoder, data_shape=config.data_shape)
 
     # -- the three distributions: model.prior() is p(z) ----------------------------------------
     def encode(self, batch: Batch | Tensor) -> DiagonalNormal:
