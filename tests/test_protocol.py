@@ -40,6 +40,7 @@ class LinearGaussian(nn.Module):
 
     headline = Headline("elbo", "ELBO", bounds_log_likelihood=True)
     trains_by_gradient = True
+    conditions = ()
 
     def __init__(self, D: int, L: int, c: float):
         super().__init__()

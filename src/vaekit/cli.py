@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help=f"passes over the training set (default: {_TRAIN_DEFAULTS.epochs}; with --resume, the run's own)")
     p.add_argument("--model", default=_MODEL_DEFAULTS.model, choices=sorted(MODELS),
-                   help="vae; or a baseline at the same latent size: ae (the same networks, no sampling, no KL) "
-                   "or pca (closed form, read as probabilistic PCA) (default: %(default)s)")
+                   help="vae; cvae, a conditional VAE on the data's labels (q(z|x,y), p(x|z,y); sample draws a "
+                   "class with --label); or a baseline at the same latent size: ae (the same networks, no sampling, "
+                   "no KL) or pca (closed form, read as probabilistic PCA) (default: %(default)s)")
     p.add_argument("--prior", default=_MODEL_DEFAULTS.prior, choices=sorted(PRIORS),
                    help="p(z): standard is N(0, I), with its KL in closed form; mog, a learned mixture of "
                    "--prior-components Gaussians; vamp, the VampPrior, the mixture of the encoder's posteriors at "
@@ -189,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=_positive_int, default=64, help="how many samples (default: %(default)s)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .png grid or a .npy array")
     p.add_argument("--seed", type=int, default=0, help="seed of z (default: %(default)s)")
+    p.add_argument("--label", metavar="CLASS",
+                   help="for a conditional model (--model cvae): draw this class, by its index or its name")
     _add_device(p)
 
     p = sub.add_parser("reconstruct", help="encode and decode held-out data",
@@ -267,7 +270,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 # Config fields that the train command sets otherwise (data_shape comes from the data; epochs
 # defaults to the run's own on --resume).
-_NOT_OPTIONS = {"data_shape"}
+_NOT_OPTIONS = {"data_shape", "n_classes"}  # n_classes: counted from the data for a conditional model
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
@@ -338,8 +341,31 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     check_output_path(args.output)
     run = _load(args)
     gen = torch.Generator(device=run.model.device).manual_seed(args.seed)
-    save_tensor(run.model.sample(args.n, generator=gen), args.output, title="means of p(x|z), z ~ N(0, I)")
+    conditions = {} if args.label is None else {"y": _label_index(args.label, run)}
+    title = "means of p(x|z), z ~ p(z)" + (f", class {args.label}" if conditions else "")
+    save_tensor(run.model.sample(args.n, generator=gen, **conditions), args.output, title=title)
     print(args.output)
+
+
+def _label_index(label: str, run) -> int:
+    """``--label``: a class's index, or its name among the run's classes."""
+    from .errors import VaekitError
+
+    if "y" not in run.model.conditions:
+        raise VaekitError(f"--label {label}: the run's model ({run.model_config.model!r}) is not conditional; "
+                          "train with --model cvae")
+    classes = run.info.get("data", {}).get("classes") or []
+    if label in classes:
+        return classes.index(label)
+    try:
+        index = int(label)
+    except ValueError:
+        raise VaekitError(f"--label {label}: not a class of the run; its classes are "
+                          f"{', '.join(classes) if classes else f'0-{run.model_config.n_classes - 1}'}") from None
+    if not 0 <= index < run.model_config.n_classes:
+        raise VaekitError(f"--label {label}: outside the run's {run.model_config.n_classes} classes "
+                          f"0-{run.model_config.n_classes - 1}")
+    return index
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> None:

@@ -24,7 +24,8 @@ class ModelConfig:
     hidden: tuple[int, ...] = (1024, 512)
     conv_channels: tuple[int, ...] = (32, 64)
     prior: str = "standard"  # see vaekit.models.priors.PRIORS
-    prior_components: int = 10  # mixture components, for the mog prior
+    prior_components: int = 10  # mixture components, for the mog and vamp priors
+    n_classes: int = 0  # labels a conditional model (cvae) is conditioned on; set from the data
     likelihood: str = "auto"  # see vaekit.models.likelihoods.LIKELIHOODS; auto: chosen from the data by train()
     gaussian_variance: float = 0.1  # c in p(x|z) = N(f(z), c I); start value for gaussian-learned
 

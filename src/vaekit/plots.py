@@ -55,16 +55,27 @@ def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = 
     os.replace(tmp, path)
 
 
-def save_run_figures(model, test: Tensor, run_dir: Path, *, seed: int = 0, n: int = 64) -> None:
-    """``reconstructions.png`` (originals above, reconstructions below) and ``samples.png``."""
+def save_run_figures(model, test, run_dir: Path, *, seed: int = 0, n: int = 64) -> None:
+    """``reconstructions.png`` (originals above, reconstructions below) and ``samples.png``.
+
+    ``test``: :class:`vaekit.data.Examples` (a conditional model reconstructs given the labels).
+    """
     if not is_image_shape(tuple(test.shape[1:])):
         return  # tables and flat vectors have no picture
     device = model.device
-    x = test[: n // 2].to(device)
-    recon = model.reconstruct(x)
+    batch = next(test.batches(n // 2, device))
+    x, recon = batch["x"], model.reconstruct(batch)
     cols = int(math.ceil(math.sqrt(n)))
     save_image_grid(torch.cat([x, recon]), run_dir / "reconstructions.png", nrow=cols,
                     title="test images (top) and reconstructions (bottom)")
     gen = torch.Generator(device=device).manual_seed(seed)
-    save_image_grid(model.sample(n, generator=gen), run_dir / "samples.png", nrow=cols,
-                    title="means of p(x|z), z ~ N(0, I)")
+    save_image_grid(sample_for_figure(model, n, gen), run_dir / "samples.png", nrow=cols,
+                    title="means of p(x|z), z ~ p(z)" + (", labels in turn" if "y" in model.conditions else ""))
+
+
+def sample_for_figure(model, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """``n`` samples for a figure; a model conditioned on labels draws the classes in turn."""
+    if "y" in model.conditions:
+        y = torch.arange(n, device=model.device) % model.config.n_classes
+        return model.sample(n, generator=generator, y=y)
+    return model.sample(n, generator=generator)

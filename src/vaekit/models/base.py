@@ -55,6 +55,10 @@ class ModelBase(nn.Module):
         if unknown:
             raise VaekitError(f"a {self.config.model!r} model takes no condition {unknown[0]!r}"
                               + (f"; it takes: {', '.join(self.conditions)}" if self.conditions else ""))
+        missing = [k for k in self.conditions if k not in conditions]
+        if missing:
+            raise VaekitError(f"a conditional model ('{self.config.model}') samples given {', '.join(missing)}: "
+                              "a class (vaekit sample --label)")
         z = self.prior.sample(n, generator)
         batch = {k: torch.as_tensor(v, device=z.device).expand(n) for k, v in conditions.items()}
         return self.decode(z, batch).mean

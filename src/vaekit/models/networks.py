@@ -10,6 +10,7 @@ Architectures are registered by name in ``ARCHS``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable
 
@@ -35,20 +36,23 @@ class GaussianEncoder(nn.Module):
     latent_dim : int
     """
 
-    def __init__(self, trunk: nn.Module, trunk_dim: int, latent_dim: int):
+    def __init__(self, trunk: nn.Module, trunk_dim: int, latent_dim: int, n_conditions: int = 0):
         super().__init__()
         self.trunk = trunk
-        self.loc_head = nn.Linear(trunk_dim, latent_dim)  # g2
-        self.logvar_head = nn.Linear(trunk_dim, latent_dim)  # h2
+        # a conditional encoder q(z|x, y) sees the condition (one-hot) beside the trunk's features
+        self.loc_head = nn.Linear(trunk_dim + n_conditions, latent_dim)  # g2
+        self.logvar_head = nn.Linear(trunk_dim + n_conditions, latent_dim)  # h2
 
-    def params(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(loc, scale, logvar)``, each ``(B, latent_dim)``."""
+    def params(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(loc, scale, logvar)``, each ``(B, latent_dim)``; ``cond`` ``(B, C)`` for q(z|x, y)."""
         h = self.trunk(x)
+        if cond is not None:
+            h = torch.cat([h, cond.to(h.dtype)], -1)
         logvar = self.logvar_head(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
         return self.loc_head(h), torch.exp(0.5 * logvar), logvar
 
-    def forward(self, x: Tensor) -> DiagonalNormal:
-        return DiagonalNormal(*self.params(x))
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> DiagonalNormal:
+        return DiagonalNormal(*self.params(x, cond))
 
 
 class Decoder(nn.Module):
@@ -72,7 +76,10 @@ class Decoder(nn.Module):
         else:
             last.bias.copy_(out.reshape(out.shape[0], -1).mean(1))
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """``cond`` ``(B, C)``: a conditional decoder's input is ``z`` beside the condition."""
+        if cond is not None:
+            z = torch.cat([z, cond.to(z.dtype).expand(*z.shape[:-1], cond.shape[-1])], -1)
         lead = z.shape[:-1]  # e.g. (K, B) for K importance samples
         out = self.net(z.reshape(-1, self.latent_dim))
         return out.reshape(*lead, *self.data_shape)
@@ -165,7 +172,16 @@ def conv_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
 
 
 def build_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
-    """The encoder and decoder that ``cfg.arch`` names."""
+    """The encoder and decoder that ``cfg.arch`` names.
+
+    With ``cfg.n_classes`` C > 0 they are conditional, for any architecture: the encoder's heads
+    see a one-hot label beside the trunk's features, and the decoder's input is ``z`` beside it.
+    """
     if cfg.arch not in ARCHS:
         raise VaekitError(f"unknown arch {cfg.arch!r}; choose one of: {', '.join(sorted(ARCHS))}")
-    return ARCHS[cfg.arch](cfg)
+    if not cfg.n_classes:
+        return ARCHS[cfg.arch](cfg)
+    encoder, _ = ARCHS[cfg.arch](cfg)
+    _, decoder = ARCHS[cfg.arch](dataclasses.replace(cfg, latent_dim=cfg.latent_dim + cfg.n_classes))
+    trunk_dim = encoder.loc_head.in_features
+    return GaussianEncoder(encoder.trunk, trunk_dim, cfg.latent_dim, n_conditions=cfg.n_classes), decoder

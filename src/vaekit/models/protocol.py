@@ -52,6 +52,8 @@ class Model(Protocol):
     headline: ClassVar[Headline]
     #: False for a model fitted in closed form (PCA): ``fit_closed_form`` replaces the loop
     trains_by_gradient: ClassVar[bool]
+    #: what the model is conditioned on, beside ``x`` (a conditional VAE: ``("y",)``)
+    conditions: tuple[str, ...]
 
     @property
     def device(self) -> torch.device:
@@ -99,5 +101,5 @@ def check_model(model: Any) -> None:
         raise VaekitError(f"{type(model).__name__}.headline must be a vaekit.models.Headline")
 
 
-_MEMBERS = ("config", "headline", "trains_by_gradient", "device", "prior", "encode", "decode", "log_weights", "elbo",
+_MEMBERS = ("config", "headline", "trains_by_gradient", "conditions", "device", "prior", "encode", "decode", "log_weights", "elbo",
             "training_loss", "draw_noise", "sample", "reconstruct")

@@ -11,13 +11,18 @@ from ..errors import VaekitError
 from .protocol import check_model
 
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {}
+#: models conditioned on the labels of their data: the training job sets ``n_classes`` for them
+NEEDS_LABELS: set[str] = set()
 
 
-def register_model(name: str):
-    """Class decorator adding a model ``cls(config)`` to :data:`MODELS` under ``name``."""
+def register_model(name: str, *, needs_labels: bool = False):
+    """Decorator adding a model builder ``fn(config)`` (or a class) to :data:`MODELS` under
+    ``name``; ``needs_labels`` for a model conditioned on the data's labels."""
 
     def wrap(cls):
         MODELS[name] = cls
+        if needs_labels:
+            NEEDS_LABELS.add(name)
         return cls
 
     return wrap

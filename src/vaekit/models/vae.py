@@ -47,6 +47,16 @@ class _Draws(NamedTuple):
     log_px_z: Tensor  # (S, B)
 
 
+@register_model("cvae", needs_labels=True)
+def conditional_vae(config: ModelConfig) -> "VAE":
+    """A conditional VAE (Sohn et al. 2015): ``q(z|x, y)`` and ``p(x|z, y)`` with the data's
+    labels; the same VAE, its networks conditioned on a one-hot label."""
+    if config.n_classes < 1:
+        raise VaekitError("--model cvae needs labelled data: a built-in dataset, a folder of images with one "
+                          "subfolder per class, or a table with --label-column")
+    return VAE(config)
+
+
 def _scale_by(factor: Tensor):
     """A gradient hook multiplying the gradient by ``factor``."""
     return lambda grad: grad * factor
@@ -76,6 +86,8 @@ class VAE(ModelBase):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        # conditioned on labels (a conditional VAE, --model cvae) when the config counts classes
+        self.conditions = ("y",) if config.n_classes else ()
         self.encoder, self.decoder = build_networks(config)
         self.likelihood = make_likelihood(config.likelihood, config.data_shape,
                                           gaussian_variance=config.gaussian_variance)
@@ -84,12 +96,29 @@ class VAE(ModelBase):
 
     # -- the three distributions: model.prior() is p(z) ----------------------------------------
     def encode(self, batch: Batch | Tensor) -> DiagonalNormal:
-        """``qz = q(z|x)``, batch shape ``(B,)``, event shape ``(latent_dim,)``."""
-        return self.encoder(as_batch(batch)["x"])
+        """``qz = q(z|x)`` (``q(z|x, y)`` for a conditional model), batch shape ``(B,)``, event
+        shape ``(latent_dim,)``."""
+        batch = as_batch(batch)
+        return self.encoder(batch["x"], self._one_hot(batch))
 
     def decode(self, z: Tensor, batch: Batch | None = None) -> Distribution:
-        """``px_z = p(x|z)``; ``z`` may have leading axes, e.g. ``(K, B, latent_dim)``."""
-        return self.likelihood(self.decoder(z))
+        """``px_z = p(x|z)`` (``p(x|z, y)`` for a conditional model); ``z`` may have leading
+        axes, e.g. ``(K, B, latent_dim)``."""
+        return self.likelihood(self.decoder(z, self._one_hot(batch)))
+
+    def _one_hot(self, batch: Batch | None) -> Tensor | None:
+        """The labels of a conditional model's batch as one-hot rows ``(B, n_classes)``."""
+        if not self.conditions:
+            return None
+        y = None if batch is None else batch.get("y")
+        if y is None:
+            raise VaekitError(f"a conditional model ('{self.config.model}') needs the labels of its data, "
+                              "and these data have none")
+        C = self.config.n_classes
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= C):
+            bad = int(y.max()) if int(y.max()) >= C else int(y.min())
+            raise VaekitError(f"label {bad}: outside the {C} training classes 0-{C - 1}")
+        return torch.nn.functional.one_hot(y.long(), C).to(self.encoder.loc_head.weight.dtype)
 
     def check_values(self, lo: float, hi: float, what: str) -> None:
         self.likelihood.check_range(lo, hi, what)

@@ -19,6 +19,7 @@ from ..data.prepare import Splits, check_model_data, choose_likelihood, column_m
 from ..errors import VaekitError
 from ..evaluation.metrics import evaluate
 from ..models import build_model
+from ..models.registry import NEEDS_LABELS
 from . import checkpoint as ckpt
 from .device import resolve_device
 from .distributed import world_from_env
@@ -51,6 +52,8 @@ def train(
     main = world_from_env().is_main
     splits = prepare_data(train_config)
     model_config = dataclasses.replace(model_config, data_shape=tuple(splits.info["shape"]))
+    if model_config.model in NEEDS_LABELS:  # conditioned on the data's labels: count the classes
+        model_config = dataclasses.replace(model_config, n_classes=_n_classes(splits, train_config))
     if model_config.likelihood == "auto" and model_config.model != "pca":
         name, reason = choose_likelihood(splits.info["kind"], *value_range(splits.train.x))
         model_config = dataclasses.replace(model_config, likelihood=name)
@@ -87,6 +90,15 @@ def train(
             shutil.rmtree(out, ignore_errors=True)
         raise
     return model, _finish(model, splits, out if main else None, train_config)
+
+
+def _n_classes(splits: Splits, cfg: TrainConfig) -> int:
+    """How many classes the training labels index (the class names', where the data name them)."""
+    if splits.train.y is None:
+        raise VaekitError(f"{cfg.data}: --model cvae needs labelled data, and these have no labels; use a built-in "
+                          "dataset, a folder of images with one subfolder per class, or a table with --label-column")
+    classes = splits.info.get("classes")
+    return len(classes) if classes else int(splits.train.y.max()) + 1
 
 
 def resume(
@@ -152,15 +164,17 @@ def _epoch_writer(out: Path | None, cfg: TrainConfig, splits, callback, keep_unt
 
 
 def _log_tensorboard(board, row: dict[str, Any], model, splits) -> None:
-    from ..plots import image_grid, is_image_shape
+    from ..plots import image_grid, is_image_shape, sample_for_figure
 
     step = int(row["step"])
     for k, v in row.items():
         if isinstance(v, (int, float)) and k not in ("epoch", "step"):
             board.add_scalar(k.replace("_", "/", 1) if k.startswith(("train_", "val_")) else k, v, step)
     if is_image_shape(tuple(splits.test.shape[1:])):
-        x = splits.test.x[:32].to(model.device)
-        for tag, images in (("reconstructions", torch.cat([x, model.reconstruct(x)])), ("samples", model.sample(64))):
+        batch = next(splits.test.batches(32, model.device))
+        x = batch["x"]
+        for tag, images in (("reconstructions", torch.cat([x, model.reconstruct(batch)])),
+                            ("samples", sample_for_figure(model, 64))):
             grid = torch.as_tensor(image_grid(images))
             board.add_image(tag, grid if grid.ndim == 3 else grid.unsqueeze(0),
                             step, dataformats="HWC" if grid.ndim == 3 else "CHW")
@@ -174,5 +188,5 @@ def _finish(model, splits, out: Path | None, cfg: TrainConfig) -> dict[str, Any]
         runs.write_json(out / runs.SUMMARY, summary)
         from ..plots import save_run_figures
 
-        save_run_figures(model, splits.test.x, out, seed=cfg.seed)
+        save_run_figures(model, splits.test, out, seed=cfg.seed)
     return summary
