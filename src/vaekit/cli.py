@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "their KL estimated by sampling (default: %(default)s)")
     p.add_argument("--prior-components", type=_positive_int, default=_MODEL_DEFAULTS.prior_components, metavar="K",
                    help="mixture components of --prior mog or vamp (default: %(default)s)")
+    p.add_argument("--latent-dims", type=_positive_int, nargs=2, metavar=("Z1", "Z2"),
+                   help="two stochastic layers instead of one: z1 near the data, z2 on top, e.g. 100 50 "
+                   "(Burda et al. 2015); their KL is estimated by sampling")
+    p.add_argument("--hidden-top", type=_positive_int, nargs="+", default=list(_MODEL_DEFAULTS.hidden_top), metavar="N",
+                   help="with --latent-dims: widths of the MLPs between z1 and z2 (default: %(default)s)")
     p.add_argument("--latent-dim", type=_positive_int, default=_MODEL_DEFAULTS.latent_dim, help="size of z (default: %(default)s)")
     p.add_argument("--likelihood", default=_MODEL_DEFAULTS.likelihood, choices=["auto", *sorted(LIKELIHOODS)],
                    help="p(x|z): bernoulli (cross-entropy), continuous-bernoulli, gaussian (fixed variance "

@@ -26,6 +26,10 @@ class ModelConfig:
     prior: str = "standard"  # see vaekit.models.priors.PRIORS
     prior_components: int = 10  # mixture components, for the mog and vamp priors
     n_classes: int = 0  # labels a conditional model (cvae) is conditioned on; set from the data
+    # two stochastic layers: (z1 near the data, z2 on top), e.g. (100, 50) (Burda et al. 2015);
+    # () for one layer of latent_dim. hidden_top: the MLPs between z1 and z2, both ways
+    latent_dims: tuple[int, ...] = ()
+    hidden_top: tuple[int, ...] = (100, 100)
     likelihood: str = "auto"  # see vaekit.models.likelihoods.LIKELIHOODS; auto: chosen from the data by train()
     gaussian_variance: float = 0.1  # c in p(x|z) = N(f(z), c I); start value for gaussian-learned
 
@@ -33,6 +37,10 @@ class ModelConfig:
         self.data_shape = tuple(int(d) for d in self.data_shape)
         self.hidden = tuple(int(h) for h in self.hidden)
         self.conv_channels = tuple(int(c) for c in self.conv_channels)
+        self.latent_dims = tuple(int(d) for d in self.latent_dims)
+        self.hidden_top = tuple(int(h) for h in self.hidden_top)
+        if self.latent_dims:  # z1 is the latent the data see: encode, embeddings, active units
+            self.latent_dim = self.latent_dims[0]
 
 
 @dataclass

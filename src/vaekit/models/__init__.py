@@ -8,8 +8,10 @@ from .base import ModelBase
 from .protocol import Headline, Model, check_model
 from .registry import MODELS, build_model, register_model
 from .priors import PRIORS, Prior, StandardNormal, build_prior, register_prior
-from .vae import ELBO, VAE
+from .terms import ELBO
+from .two_layer import TwoLayerVAE
+from .vae import VAE
 from .baselines import PCA, Autoencoder  # noqa: F401  (registers ae and pca)
 
 __all__ = ["ELBO", "Headline", "MODELS", "Model", "ModelBase", "PCA", "PRIORS", "Prior", "StandardNormal",
-           "Autoencoder", "VAE", "build_model", "build_prior", "check_model", "register_model", "register_prior"]
+           "Autoencoder", "TwoLayerVAE", "VAE", "build_model", "build_prior", "check_model", "register_model", "register_prior"]

@@ -85,7 +85,7 @@ class Decoder(nn.Module):
         return out.reshape(*lead, *self.data_shape)
 
 
-def _mlp(sizes: list[int]) -> list[nn.Module]:
+def mlp_layers(sizes: list[int]) -> list[nn.Module]:
     """Linear layers between consecutive sizes, each followed by a ReLU."""
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -111,10 +111,10 @@ def mlp_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
     """Fully connected networks: ``D -> hidden... -> (loc, logvar)`` and ``L -> reversed(hidden) -> D``."""
     dim = math.prod(cfg.data_shape)
     hidden = list(cfg.hidden)
-    trunk = nn.Sequential(nn.Flatten(), *_mlp([dim, *hidden]))
+    trunk = nn.Sequential(nn.Flatten(), *mlp_layers([dim, *hidden]))
     encoder = GaussianEncoder(trunk, hidden[-1] if hidden else dim, cfg.latent_dim)
     dec_sizes = [cfg.latent_dim, *reversed(hidden)]
-    decoder_net = nn.Sequential(*_mlp(dec_sizes), nn.Linear(dec_sizes[-1], dim))
+    decoder_net = nn.Sequential(*mlp_layers(dec_sizes), nn.Linear(dec_sizes[-1], dim))
     return encoder, Decoder(decoder_net, cfg.latent_dim, cfg.data_shape)
 
 
@@ -139,7 +139,7 @@ class _ConvDecoderNet(nn.Module):
         self.start = (chans[-1], math.ceil(h / 2**n), math.ceil(w / 2**n))
         self.out_hw = (h, w)
         width = cfg.hidden[0] if cfg.hidden else 256
-        self.dense = nn.Sequential(*_mlp([cfg.latent_dim, width, math.prod(self.start)]))
+        self.dense = nn.Sequential(*mlp_layers([cfg.latent_dim, width, math.prod(self.start)]))
         ups: list[nn.Module] = []
         for a, b in zip(reversed(chans), list(reversed(chans))[1:]):
             ups += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.ReLU()]
@@ -167,7 +167,7 @@ def conv_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
     if h < 1 or w < 1:
         raise VaekitError(f"images of shape {cfg.data_shape} are too small for {len(chans)} stride-2 convolutions")
     width = cfg.hidden[0] if cfg.hidden else 256
-    trunk = nn.Sequential(*layers, nn.Flatten(), *_mlp([chans[-1] * h * w, width]))
+    trunk = nn.Sequential(*layers, nn.Flatten(), *mlp_layers([chans[-1] * h * w, width]))
     return GaussianEncoder(trunk, width, cfg.latent_dim), Decoder(_ConvDecoderNet(cfg), cfg.latent_dim, cfg.data_shape)
 
 

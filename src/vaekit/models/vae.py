@@ -25,19 +25,13 @@ from ..config import ModelConfig
 from ..errors import VaekitError
 from .base import ModelBase
 from .distributions import LOG_2PI, DiagonalNormal
+from .terms import ELBO
+from .two_layer import TwoLayerVAE
 from .likelihoods import make_likelihood
 from .networks import build_networks
 from .priors import build_prior
 from .protocol import Headline
 from .registry import register_model
-
-
-class ELBO(NamedTuple):
-    """Per-example terms, in nats, each shape ``(B,)``: ``elbo = reconstruction - kl``."""
-
-    elbo: Tensor
-    reconstruction: Tensor  # E_q[log p(x|z)], a log-likelihood (higher is better)
-    kl: Tensor  # KL(q(z|x) || p(z)): closed form for N(0, I), else estimated by sampling
 
 
 class _Draws(NamedTuple):
@@ -63,6 +57,13 @@ def _scale_by(factor: Tensor):
 
 
 @register_model("vae")
+def vae(config: ModelConfig) -> ModelBase:
+    """The VAE of ``config``: one stochastic layer, or two with ``latent_dims`` (z1, z2)."""
+    if config.latent_dims:
+        return TwoLayerVAE(config)
+    return VAE(config)
+
+
 class VAE(ModelBase):
     """A variational autoencoder (Kingma and Welling, 2013, https://arxiv.org/abs/1312.6114).
 
