@@ -13,7 +13,7 @@ from typing import Sequence
 
 import dataclasses
 
-from .config import BINARIZE_MODES, OBJECTIVES, ModelConfig, TrainConfig
+from .config import BINARIZE_MODES, OBJECTIVES, PRESETS, ModelConfig, TrainConfig
 
 _MODEL_DEFAULTS = ModelConfig()
 _TRAIN_DEFAULTS = TrainConfig()
@@ -65,10 +65,13 @@ def _add_device(p: argparse.ArgumentParser) -> None:
                    help="where to compute (default: auto, CUDA then MPS then CPU)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with ``preset`` (a key of ``vaekit.config.PRESETS``) ``train``'s
+    defaults are the preset's, so every flag given still overrides its own."""
     from .models import MODELS, PRIORS
     from .models.likelihoods import LIKELIHOODS
     from .models.networks import ARCHS
+    from .training.schedules import LR_SCHEDULES
 
     parser = _Parser(prog="vaekit", description="Variational autoencoders: train, evaluate, sample, encode.")
     from .version import __version__
@@ -119,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=_positive_int, nargs="+", default=list(_MODEL_DEFAULTS.hidden), metavar="N",
                    help="hidden layer widths of the encoder trunk, mirrored in the decoder; for conv the dense "
                    "width (default: %(default)s)")
+    p.add_argument("--activation", default=_MODEL_DEFAULTS.activation, choices=["relu", "tanh"],
+                   help="after every hidden layer (default: %(default)s)")
     p.add_argument("--conv-channels", type=_positive_int, nargs="+", default=list(_MODEL_DEFAULTS.conv_channels),
                    metavar="N", help="channels of the stride-2 convolutions, for --arch conv (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=_TRAIN_DEFAULTS.batch_size, help="examples per step (default: %(default)s)")
@@ -147,8 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each latent dimension's batch-mean KL costs at least this much "
                    "(Kingma et al. 2016, https://arxiv.org/abs/1606.04934) (default: %(default)s)")
     g = p.add_argument_group("optimization")
-    g.add_argument("--lr-schedule", default=_TRAIN_DEFAULTS.lr_schedule, choices=["constant", "cosine", "step"],
-                   help="learning-rate schedule by step (default: %(default)s)")
+    g.add_argument("--lr-schedule", default=_TRAIN_DEFAULTS.lr_schedule, choices=LR_SCHEDULES,
+                   help="learning-rate schedule by step; burda: 10^(-i/7) in stage i of 3^i epochs "
+                   "(Burda et al. 2015) (default: %(default)s)")
+    g.add_argument("--adam-beta1", type=float, default=_TRAIN_DEFAULTS.adam_beta1, help="(default: %(default)s)")
+    g.add_argument("--adam-beta2", type=float, default=_TRAIN_DEFAULTS.adam_beta2, help="(default: %(default)s)")
+    g.add_argument("--adam-eps", type=_positive_float, default=_TRAIN_DEFAULTS.adam_eps,
+                   help="Adam's epsilon (default: %(default)s)")
     g.add_argument("--lr-warmup-steps", type=int, default=_TRAIN_DEFAULTS.lr_warmup_steps, metavar="N",
                    help="linear learning-rate warm-up (default: %(default)s)")
     g.add_argument("--lr-step-epochs", type=_positive_int, default=_TRAIN_DEFAULTS.lr_step_epochs, metavar="E",
@@ -169,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also checkpoint every STEPS optimizer steps (always at every epoch's end)")
     g.add_argument("--tensorboard", action="store_true", help="write TensorBoard events to RUN/tensorboard")
     _add_device(p)
+
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="start from a published protocol's settings, each overridable by its own flag: "
+                   "burda-1layer (784-200-200-50) and burda-2layer (two stochastic layers 100 and 50), Burda et al. "
+                   "2015's dynamically binarized MNIST: tanh, Adam eps 1e-4, batch 20, 3280 epochs in stages of 3^i")
+    if preset in PRESETS:
+        p.set_defaults(**{k: list(v) if isinstance(v, tuple) else v
+                          for part in PRESETS[preset].values() for k, v in part.items()})
 
     p = sub.add_parser("evaluate", help="test ELBO, its parts, log-likelihood, gap, active units, probe accuracy",
                        description="Held-out figures of a run's model in nats per example and bits per dimension: the ELBO "
@@ -453,7 +471,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``vaekit`` and ``python -m vaekit``; returns the exit status."""
     from .errors import VaekitError
 
-    args = build_parser().parse_args(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset")
+    known, _ = pre.parse_known_args(argv)  # a preset sets train's defaults before the real parse
+    args = build_parser(known.preset).parse_args(argv)
     try:
         COMMANDS[args.command](args)
     except VaekitError as e:

@@ -85,11 +85,16 @@ class Decoder(nn.Module):
         return out.reshape(*lead, *self.data_shape)
 
 
-def mlp_layers(sizes: list[int]) -> list[nn.Module]:
-    """Linear layers between consecutive sizes, each followed by a ReLU."""
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def mlp_layers(sizes: list[int], activation: str = "relu") -> list[nn.Module]:
+    """Linear layers between consecutive sizes, each followed by the activation."""
+    if activation not in ACTIVATIONS:
+        raise VaekitError(f"--activation {activation}: choose one of: {', '.join(ACTIVATIONS)}")
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
+        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
     return layers
 
 
@@ -111,10 +116,10 @@ def mlp_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
     """Fully connected networks: ``D -> hidden... -> (loc, logvar)`` and ``L -> reversed(hidden) -> D``."""
     dim = math.prod(cfg.data_shape)
     hidden = list(cfg.hidden)
-    trunk = nn.Sequential(nn.Flatten(), *mlp_layers([dim, *hidden]))
+    trunk = nn.Sequential(nn.Flatten(), *mlp_layers([dim, *hidden], cfg.activation))
     encoder = GaussianEncoder(trunk, hidden[-1] if hidden else dim, cfg.latent_dim)
     dec_sizes = [cfg.latent_dim, *reversed(hidden)]
-    decoder_net = nn.Sequential(*mlp_layers(dec_sizes), nn.Linear(dec_sizes[-1], dim))
+    decoder_net = nn.Sequential(*mlp_layers(dec_sizes, cfg.activation), nn.Linear(dec_sizes[-1], dim))
     return encoder, Decoder(decoder_net, cfg.latent_dim, cfg.data_shape)
 
 
@@ -139,7 +144,7 @@ class _ConvDecoderNet(nn.Module):
         self.start = (chans[-1], math.ceil(h / 2**n), math.ceil(w / 2**n))
         self.out_hw = (h, w)
         width = cfg.hidden[0] if cfg.hidden else 256
-        self.dense = nn.Sequential(*mlp_layers([cfg.latent_dim, width, math.prod(self.start)]))
+        self.dense = nn.Sequential(*mlp_layers([cfg.latent_dim, width, math.prod(self.start)], cfg.activation))
         ups: list[nn.Module] = []
         for a, b in zip(reversed(chans), list(reversed(chans))[1:]):
             ups += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.ReLU()]
@@ -167,7 +172,7 @@ def conv_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
     if h < 1 or w < 1:
         raise VaekitError(f"images of shape {cfg.data_shape} are too small for {len(chans)} stride-2 convolutions")
     width = cfg.hidden[0] if cfg.hidden else 256
-    trunk = nn.Sequential(*layers, nn.Flatten(), *mlp_layers([chans[-1] * h * w, width]))
+    trunk = nn.Sequential(*layers, nn.Flatten(), *mlp_layers([chans[-1] * h * w, width], cfg.activation))
     return GaussianEncoder(trunk, width, cfg.latent_dim), Decoder(_ConvDecoderNet(cfg), cfg.latent_dim, cfg.data_shape)
 
 

@@ -39,9 +39,9 @@ class _Draws(NamedTuple):
     log_px_z1: Tensor  # (S, B)
 
 
-def _gaussian_layer(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> GaussianEncoder:
+def _gaussian_layer(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str) -> GaussianEncoder:
     """``N(loc(h), diag scale(h)^2)`` of ``out_dim`` units from ``in_dim`` inputs through an MLP."""
-    trunk = nn.Sequential(*mlp_layers([in_dim, *hidden]))
+    trunk = nn.Sequential(*mlp_layers([in_dim, *hidden], activation))
     return GaussianEncoder(trunk, hidden[-1] if hidden else in_dim, out_dim)
 
 
@@ -63,8 +63,8 @@ class TwoLayerVAE(ModelBase):
         self.config = config
         L1, L2 = config.latent_dims
         self.encoder, self.decoder = build_networks(config)  # q(z1|x), p(x|z1): config.latent_dim is L1
-        self.encoder_top = _gaussian_layer(L1, config.hidden_top, L2)  # q(z2|z1)
-        self.decoder_top = _gaussian_layer(L2, tuple(reversed(config.hidden_top)), L1)  # p(z1|z2)
+        self.encoder_top = _gaussian_layer(L1, config.hidden_top, L2, config.activation)  # q(z2|z1)
+        self.decoder_top = _gaussian_layer(L2, tuple(reversed(config.hidden_top)), L1, config.activation)  # p(z1|z2)
         self.likelihood = make_likelihood(config.likelihood, config.data_shape,
                                           gaussian_variance=config.gaussian_variance)
         self.prior = build_prior(config.prior, L2, components=config.prior_components)
