@@ -146,7 +146,7 @@ def test_encoder_scale_stays_positive_and_finite_for_extreme_inputs():
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("arch", ["mlp", "conv", "resnet"])
 def test_init_output_bias_starts_the_decoder_at_the_data_mean(likelihood, arch):
     model = _model(arch=arch, likelihood=likelihood)
     x = torch.rand(50, 1, 8, 8) * 0.8 + 0.1

@@ -118,7 +118,8 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--gaussian-variance", type=_positive_float, default=_MODEL_DEFAULTS.gaussian_variance,
                    help="c in p(x|z) = N(f(z), c I); the start value for gaussian-learned (default: %(default)s)")
     p.add_argument("--arch", default=_MODEL_DEFAULTS.arch, choices=sorted(ARCHS),
-                   help="networks: mlp, conv (images), linear (probabilistic PCA with gaussian) (default: %(default)s)")
+                   help="networks: mlp, conv (images), resnet (residual convolutions, images), linear (probabilistic "
+                   "PCA with gaussian) (default: %(default)s)")
     p.add_argument("--hidden", type=_positive_int, nargs="+", default=list(_MODEL_DEFAULTS.hidden), metavar="N",
                    help="hidden layer widths of the encoder trunk, mirrored in the decoder; for conv the dense "
                    "width (default: %(default)s)")

@@ -12,6 +12,7 @@ from .terms import ELBO
 from .two_layer import TwoLayerVAE
 from .vae import VAE
 from .baselines import PCA, Autoencoder  # noqa: F401  (registers ae and pca)
+from . import resnet  # noqa: F401  (registers the resnet arch)
 
 __all__ = ["ELBO", "Headline", "MODELS", "Model", "ModelBase", "PCA", "PRIORS", "Prior", "StandardNormal",
            "Autoencoder", "TwoLayerVAE", "VAE", "build_model", "build_prior", "check_model", "register_model", "register_prior"]
