@@ -158,6 +158,7 @@ def test_evaluate_human_output(capsys, digits_run):
     out = ok(capsys, "evaluate", digits_run.path).out
     summary = json.loads((digits_run.path / "summary.json").read_text())
     assert f"ELBO {summary['elbo']:.2f}" in out and "bits per dimension" in out and f"{N_TEST} examples" in out
+    assert "estimated by sampling" not in out  # N(0, I): the KL is exact
     with pytest.raises(json.JSONDecodeError):
         json.loads(out)
     assert f"{N_TRAIN + N_TEST} examples" in ok(capsys, "evaluate", digits_run.path, "--split", "all").out

@@ -267,8 +267,10 @@ def test_a_mixture_prior_trains_and_is_rebuilt(tmp_path, capsys):
     from cli_helpers import ok, refused
 
     run = tmp_path / "run"
-    ok(capsys, "train", "--data", "digits", "--epochs", 2, "--prior", "mog", "--prior-components", 4,
-       "--latent-dim", 2, "--hidden", 32, "--run-dir", run)
+    out = ok(capsys, "train", "--data", "digits", "--epochs", 2, "--prior", "mog", "--prior-components", 4,
+             "--latent-dim", 2, "--hidden", 32, "--run-dir", run).out
+    assert "its KL estimated by sampling" in out  # the figure says how it was made
+    assert "its KL estimated by sampling" in ok(capsys, "evaluate", run, "--no-probe").out  # evaluate too
     model = vaekit.load(run)
     assert model.prior.logits.shape == (4,)
     start = PRIORS["mog"](2, components=4)

@@ -316,6 +316,8 @@ def _describe(m: dict, headline) -> str:
         parts.append(f"{m['bits_per_dim']:.4f} bits per dimension")
     note = "exact" if headline.exact else ("a bound on log p(x)" if headline.bounds_log_likelihood
                                            else "no bound on log p(x)")
+    if headline.kl_estimated:
+        note += ", its KL estimated by sampling"
     first = f"{split} {headline.label} {m[key]:.2f} nats per example ({note}"
     lines = [first + ("; " + ", ".join(parts) if parts else "") + ")"]
     if "n_importance" in m:

@@ -64,6 +64,8 @@ def evaluate(model, data: Any, *, batch_size: int = 500, seed: int = 0) -> dict[
     n = len(examples)
     means = dict(zip((*names, "reconstruction_error"), (sums / n).tolist()))
     result: dict[str, Any] = {"headline": model.headline.key, "terms": list(names), **{k: means[k] for k in names}}
+    if model.headline.kl_estimated:
+        result["kl_estimated"] = True  # by sampling: no closed form for this prior or these layers
     if model.headline.bounds_log_likelihood:
         result["bits_per_dim"] = bits_per_dim(means[model.headline.key], math.prod(examples.shape[1:]))
     result["reconstruction_error"] = means["reconstruction_error"]

@@ -32,12 +32,15 @@ class Headline:
     bounds_log_likelihood : whether it is ``log p(x)`` or a lower bound on it, so that bits per
         dimension and the importance-weighted gap make sense
     exact : whether it is ``log p(x)`` itself (no bound, no sampling)
+    kl_estimated : whether its KL part is estimated by sampling (a prior with no closed form, or
+        two stochastic layers) rather than exact
     """
 
     key: str
     label: str
     bounds_log_likelihood: bool
     exact: bool = False
+    kl_estimated: bool = False
 
 
 @runtime_checkable

@@ -52,7 +52,7 @@ class TwoLayerVAE(ModelBase):
     ``decode(z1)`` is ``p(x|z1)``.
     """
 
-    headline = Headline("elbo", "ELBO", bounds_log_likelihood=True)
+    headline = Headline("elbo", "ELBO", bounds_log_likelihood=True, kl_estimated=True)
 
     def __init__(self, config: ModelConfig):
         super().__init__()

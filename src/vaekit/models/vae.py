@@ -13,6 +13,7 @@ The ELBO, the training loss and the importance weights are computed by one priva
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -94,6 +95,8 @@ class VAE(ModelBase):
                                           gaussian_variance=config.gaussian_variance)
         self.prior = build_prior(config.prior, config.latent_dim, components=config.prior_components,
                                  encoder=self.encoder, data_shape=config.data_shape)
+        if not self.prior.analytic_kl:  # say so wherever the figure is shown
+            self.headline = dataclasses.replace(self.headline, kl_estimated=True)
 
     # -- the three distributions: model.prior() is p(z) ----------------------------------------
     def encode(self, batch: Batch | Tensor) -> DiagonalNormal:
