@@ -62,3 +62,7 @@ def test_two_layers_train_evaluate_and_reload_through_the_cli(capsys, tmp_path):
     assert isinstance(model, TwoLayerVAE) and model.sample(3).shape == (3, 1, 8, 8)
     refused(capsys, tmp_path, "train", "--latent-dims", 8, 4, "--free-bits", 0.5, "--epochs", 1,
             "--run-dir", tmp_path / "fb", says=("--free-bits",))
+    refused(capsys, tmp_path, "train", "--latent-dims", 8, 4, "--prior", "vamp", "--run-dir", tmp_path / "v",
+            says=("--prior vamp", "--latent-dims"))
+    ok(capsys, "train", "--latent-dims", 8, 4, "--prior", "mog", "--hidden", 32, "--hidden-top", 8, "--epochs", 1,
+       "--run-dir", tmp_path / "mog")  # a mixture over z2 does apply

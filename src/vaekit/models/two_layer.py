@@ -60,6 +60,9 @@ class TwoLayerVAE(ModelBase):
             raise VaekitError(f"--latent-dims {' '.join(map(str, config.latent_dims))}: give two sizes, z1 then z2")
         if config.n_classes:
             raise VaekitError("two stochastic layers are not conditional yet: use --model vae with --latent-dims")
+        if config.prior == "vamp":
+            raise VaekitError("--prior vamp with --latent-dims: the VampPrior is for one stochastic layer; "
+                              "use --prior standard or mog")
         self.config = config
         L1, L2 = config.latent_dims
         self.encoder, self.decoder = build_networks(config)  # q(z1|x), p(x|z1): config.latent_dim is L1
