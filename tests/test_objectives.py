@@ -105,3 +105,5 @@ def test_bad_objective_options_are_one_line_errors(capsys, tmp_path):
     refused(capsys, tmp_path, "train", "--model", "ae", "--objective", "iwae", "--epochs", 1, "--run-dir",
             tmp_path / "ae", says=("--objective iwae", "'ae'"))
     assert not (tmp_path / "ae").exists()
+    refused(capsys, tmp_path, "train", "--objective", "dreg", "--n-samples", 5, "--beta", 0.5, "--run-dir",
+            tmp_path / "b", says=("--objective dreg", "--beta"))

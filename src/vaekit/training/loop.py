@@ -171,6 +171,9 @@ def _start(model, train: Examples, cfg: TrainConfig, checkpoint_dir, resume: boo
         raise VaekitError(f"--objective {cfg.objective}: choose one of: {', '.join(OBJECTIVES)}")
     if cfg.n_samples < 1:
         raise VaekitError(f"--n-samples {cfg.n_samples}: must be at least 1")
+    if cfg.objective != "elbo" and (cfg.beta != 1 or cfg.free_bits > 0 or cfg.kl_warmup_steps > 0):
+        raise VaekitError(f"--objective {cfg.objective}: --beta, --free-bits and --kl-warmup-steps weigh the ELBO's "
+                          "KL term, which the importance-weighted bound does not have; use --objective elbo")
     if cfg.objective != "elbo" and not model.headline.bounds_log_likelihood:
         raise VaekitError(f"--objective {cfg.objective}: a {model.config.model!r} model has no importance weights; "
                           "it applies to a vae")
