@@ -11,7 +11,7 @@ from torch.distributions import Independent, Normal
 
 import vaekit
 from cli_helpers import ok, refused
-from vaekit import VAE, ModelConfig, TrainConfig
+from vaekit import VAE, ModelConfig
 
 
 def _vae(seed=0, **kw):

@@ -5,7 +5,7 @@
 >>> model = vaekit.load("runs/demo")  # doctest: +SKIP
 """
 
-from .version import __version__
+from .version import __version__  # noqa: F401
 
 from .batch import Batch, make_batch
 from .config import ModelConfig, TrainConfig

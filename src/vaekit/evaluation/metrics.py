@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from ..data.examples import as_examples
 from ..errors import VaekitError

@@ -111,11 +111,6 @@ def resume(
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Continue the run in ``run_dir`` from its last checkpoint, to ``epochs`` (default: the
     run's own). On the CPU the result is bit for bit the run done in one go."""
-    from . import checkpoint as ckpt
-    from ..config import from_dict
-    from .distributed import world_from_env
-    import json
-
     main = world_from_env().is_main
     out = Path(run_dir)
     try:
