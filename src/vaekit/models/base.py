@@ -36,6 +36,9 @@ class ModelBase(nn.Module):
     def check_values(self, lo: float, hi: float, what: str) -> None:
         """Refuse data whose values lie outside what the likelihood gives a density to."""
 
+    def init_output_bias(self, mean: Tensor) -> None:
+        """Start the generative model at the data's mean (``mean``: per dimension); no-op here."""
+
     def forward(self, batch: Batch | Tensor, **kwargs: Any):
         """:meth:`training_loss`, so that DistributedDataParallel sees the forward pass."""
         return self.training_loss(batch, **kwargs)
@@ -78,3 +81,23 @@ class ModelBase(nn.Module):
         z = self.encode({"x": torch.stack([x0, x1])}).mean  # (2, L)
         t = torch.linspace(0, 1, steps, device=z.device, dtype=z.dtype).unsqueeze(1)
         return self.decode((1 - t) * z[0] + t * z[1]).mean
+
+
+class DecoderModel(ModelBase):
+    """A model whose ``p(x|z)`` is a decoder network read by a likelihood (``self.decoder``,
+    ``self.likelihood``): the VAE, the autoencoder, the two-layer VAE."""
+
+    def decode(self, z: Tensor, batch: Batch | None = None):
+        """``px_z = p(x|z)``; ``z`` may have leading axes, e.g. ``(K, B, latent_dim)``."""
+        return self.likelihood(self.decoder(z))
+
+    def check_values(self, lo: float, hi: float, what: str) -> None:
+        self.likelihood.check_range(lo, hi, what)
+
+    @torch.no_grad()
+    def init_output_bias(self, mean: Tensor) -> None:
+        """Start the decoder near the data's marginal: the output bias is set so that ``p(x|z)``
+        has mean ``mean`` (per dimension) when the rest of the layer outputs zero, as Burda et
+        al. (2015) initialize the output layer to the marginal log-odds. It saves the first
+        epochs the work of learning the average image."""
+        self.decoder.set_output_bias(self.likelihood.output_for_mean(mean.to(self.device, torch.float32)))

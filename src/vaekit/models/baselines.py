@@ -22,12 +22,12 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, LowRankMultivariateNormal, Normal
+from torch.distributions import Independent, LowRankMultivariateNormal, Normal
 
 from ..batch import Batch, as_batch
 from ..config import ModelConfig
 from ..errors import VaekitError
-from .base import ModelBase
+from .base import DecoderModel, ModelBase
 from .distributions import DiagonalNormal, diag_normal
 from .likelihoods import make_likelihood
 from .networks import build_networks
@@ -54,7 +54,7 @@ def _point_mass(loc: Tensor) -> DiagonalNormal:
 
 
 @register_model("ae")
-class Autoencoder(ModelBase):
+class Autoencoder(DecoderModel):
     """A deterministic autoencoder with the VAE's networks: ``z = loc(x)``, no noise, no KL."""
 
     headline = Headline("reconstruction", "log p(x|z=E_q[z])", bounds_log_likelihood=False)
@@ -68,22 +68,11 @@ class Autoencoder(ModelBase):
         # follow no such law: that is what the VAE's KL term adds.
         self.prior = build_prior("standard", config.latent_dim)
 
-    def check_values(self, lo: float, hi: float, what: str) -> None:
-        self.likelihood.check_range(lo, hi, what)
-
-    @torch.no_grad()
-    def init_output_bias(self, mean: Tensor) -> None:
-        """As :meth:`vaekit.VAE.init_output_bias`: the decoder starts at the data's mean."""
-        self.decoder.set_output_bias(self.likelihood.output_for_mean(mean.to(self.device, torch.float32)))
-
     def _code(self, x: Tensor) -> Tensor:
         return self.encoder.loc_head(self.encoder.trunk(x))
 
     def encode(self, batch: Batch | Tensor) -> DiagonalNormal:
         return _point_mass(self._code(as_batch(batch)["x"]))
-
-    def decode(self, z: Tensor, batch: Batch | None = None) -> Distribution:
-        return self.likelihood(self.decoder(z))
 
     def elbo(self, batch: Batch | Tensor, n_samples: int = 1) -> AETerms:
         """Not an ELBO: ``log p(x | z = loc(x))``, the autoencoder's objective (no bound)."""

@@ -93,6 +93,13 @@ class Model(Protocol):
     def reconstruct(self, batch: Batch) -> Tensor:
         """Means of ``p(x|z)`` at ``z = E_q[z]``."""
 
+    def check_values(self, lo: float, hi: float, what: str) -> None:
+        """Refuse, in one line naming ``what``, data whose values ``[lo, hi]`` the model gives no
+        density to (``vaekit train`` and the commands call it before any work)."""
+
+    def init_output_bias(self, mean: Tensor) -> None:
+        """Start the generative model at the data's per-dimension ``mean`` (may do nothing)."""
+
 
 def check_model(model: Any) -> None:
     """Refuse, in one line, a model that lacks part of :class:`Model` (checked once, at build)."""
@@ -105,4 +112,4 @@ def check_model(model: Any) -> None:
 
 
 _MEMBERS = ("config", "headline", "trains_by_gradient", "conditions", "device", "prior", "encode", "decode", "log_weights", "elbo",
-            "training_loss", "draw_noise", "sample", "reconstruct")
+            "training_loss", "draw_noise", "sample", "reconstruct", "check_values", "init_output_bias")

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ..batch import Batch, as_batch
 from ..config import ModelConfig
 from ..errors import VaekitError
-from .base import ModelBase
+from .base import DecoderModel
 from .distributions import DiagonalNormal
 from .likelihoods import make_likelihood
 from .networks import GaussianEncoder, build_networks, mlp_layers
@@ -45,7 +45,7 @@ def _gaussian_layer(in_dim: int, hidden: tuple[int, ...], out_dim: int, activati
     return GaussianEncoder(trunk, hidden[-1] if hidden else in_dim, out_dim)
 
 
-class TwoLayerVAE(ModelBase):
+class TwoLayerVAE(DecoderModel):
     """Two stochastic layers, ``z1`` (``latent_dims[0]``) near the data and ``z2`` on top.
 
     ``encode`` gives ``q(z1|x)`` (the embedding, its active units), ``prior()`` is ``p(z2)``,
@@ -72,20 +72,9 @@ class TwoLayerVAE(ModelBase):
                                           gaussian_variance=config.gaussian_variance)
         self.prior = build_prior(config.prior, L2, components=config.prior_components)
 
-    def check_values(self, lo: float, hi: float, what: str) -> None:
-        self.likelihood.check_range(lo, hi, what)
-
-    @torch.no_grad()
-    def init_output_bias(self, mean: Tensor) -> None:
-        self.decoder.set_output_bias(self.likelihood.output_for_mean(mean.to(self.device, torch.float32)))
-
     def encode(self, batch: Batch | Tensor) -> DiagonalNormal:
         """``q(z1|x)``."""
         return self.encoder(as_batch(batch)["x"])
-
-    def decode(self, z: Tensor, batch: Batch | None = None):
-        """``p(x|z1)``."""
-        return self.likelihood(self.decoder(z))
 
     def _draw(self, batch: Batch, n_samples: int, noise: Tensor | None) -> _Draws:
         """Draw both layers, ``(S, B, ...)``, and weigh them. ``noise``: ``(S, B, L1 + L2)``."""

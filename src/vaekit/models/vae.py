@@ -24,7 +24,7 @@ from torch.distributions import Distribution
 from ..batch import Batch, as_batch
 from ..config import ModelConfig
 from ..errors import VaekitError
-from .base import ModelBase
+from .base import DecoderModel, ModelBase
 from .distributions import LOG_2PI, DiagonalNormal
 from .terms import ELBO
 from .two_layer import TwoLayerVAE
@@ -65,7 +65,7 @@ def vae(config: ModelConfig) -> ModelBase:
     return VAE(config)
 
 
-class VAE(ModelBase):
+class VAE(DecoderModel):
     """A variational autoencoder (Kingma and Welling, 2013, https://arxiv.org/abs/1312.6114).
 
     Parameters
@@ -123,17 +123,6 @@ class VAE(ModelBase):
             bad = int(y.max()) if int(y.max()) >= C else int(y.min())
             raise VaekitError(f"label {bad}: outside the {C} training classes 0-{C - 1}")
         return torch.nn.functional.one_hot(y.long(), C).to(self.encoder.loc_head.weight.dtype)
-
-    def check_values(self, lo: float, hi: float, what: str) -> None:
-        self.likelihood.check_range(lo, hi, what)
-
-    @torch.no_grad()
-    def init_output_bias(self, mean: Tensor) -> None:
-        """Start the decoder near the data's marginal: the output bias is set so that ``p(x|z)``
-        has mean ``mean`` (per dimension) when the rest of the layer outputs zero, as Burda et
-        al. (2015) initialize the output layer to the marginal log-odds. It saves the first
-        epochs the work of learning the average image."""
-        self.decoder.set_output_bias(self.likelihood.output_for_mean(mean.to(self.device, torch.float32)))
 
     # -- the objective ---------------------------------------------------------------------------
     def _draw(self, batch: Batch, n_samples: int, noise: Tensor | None) -> _Draws:
