@@ -133,28 +133,35 @@ def linear_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
     return mlp_networks(ModelConfig(**{**vars(cfg), "hidden": ()}))
 
 
-class _ConvDecoderNet(nn.Module):
-    """Dense layers to a small feature map, transposed convolutions up, crop to (H, W)."""
+class UpsamplingDecoderNet(nn.Module):
+    """Dense layers to a small feature map, ``up`` (layers that double its size once per width
+    in ``conv_channels``) to the image, a crop to (H, W). The conv and resnet decoders differ
+    only in ``up``."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, up: list[nn.Module]):
         super().__init__()
         c, h, w = cfg.data_shape
-        chans = list(cfg.conv_channels)
-        n = len(chans)
-        self.start = (chans[-1], math.ceil(h / 2**n), math.ceil(w / 2**n))
+        n = len(cfg.conv_channels)
+        self.start = (cfg.conv_channels[-1], math.ceil(h / 2**n), math.ceil(w / 2**n))
         self.out_hw = (h, w)
         width = cfg.hidden[0] if cfg.hidden else 256
         self.dense = nn.Sequential(*mlp_layers([cfg.latent_dim, width, math.prod(self.start)], cfg.activation))
-        ups: list[nn.Module] = []
-        for a, b in zip(reversed(chans), list(reversed(chans))[1:]):
-            ups += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.ReLU()]
-        ups.append(nn.ConvTranspose2d(chans[0], c, 4, stride=2, padding=1))
-        self.up = nn.Sequential(*ups)
+        self.up = nn.Sequential(*up)
 
     def forward(self, z: Tensor) -> Tensor:
         x = self.up(self.dense(z).reshape(-1, *self.start))
         h, w = self.out_hw
         return x[..., :h, :w]
+
+
+def _conv_up(cfg: ModelConfig) -> list[nn.Module]:
+    """Transposed convolutions (4x4, stride 2) through the widths in reverse, to the image's channels."""
+    chans = list(cfg.conv_channels)
+    ups: list[nn.Module] = []
+    for a, b in zip(reversed(chans), list(reversed(chans))[1:]):
+        ups += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.ReLU()]
+    ups.append(nn.ConvTranspose2d(chans[0], cfg.data_shape[0], 4, stride=2, padding=1))
+    return ups
 
 
 @register_arch("conv")
@@ -173,7 +180,8 @@ def conv_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
         raise VaekitError(f"images of shape {cfg.data_shape} are too small for {len(chans)} stride-2 convolutions")
     width = cfg.hidden[0] if cfg.hidden else 256
     trunk = nn.Sequential(*layers, nn.Flatten(), *mlp_layers([chans[-1] * h * w, width], cfg.activation))
-    return GaussianEncoder(trunk, width, cfg.latent_dim), Decoder(_ConvDecoderNet(cfg), cfg.latent_dim, cfg.data_shape)
+    return GaussianEncoder(trunk, width, cfg.latent_dim), Decoder(UpsamplingDecoderNet(cfg, _conv_up(cfg)), cfg.latent_dim,
+                                                                  cfg.data_shape)
 
 
 def build_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:

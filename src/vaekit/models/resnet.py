@@ -9,13 +9,12 @@ and back with the default two widths). Blocks are pre-activation, ``x + conv(act
 
 from __future__ import annotations
 
-import math
 
 from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..errors import VaekitError
-from .networks import ACTIVATIONS, Decoder, GaussianEncoder, mlp_layers, register_arch
+from .networks import ACTIVATIONS, Decoder, GaussianEncoder, UpsamplingDecoderNet, mlp_layers, register_arch
 
 
 class ResidualBlock(nn.Module):
@@ -31,25 +30,15 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class _ResNetDecoderNet(nn.Module):
-    def __init__(self, cfg: ModelConfig, start: tuple[int, int, int]):
-        super().__init__()
-        c, h, w = cfg.data_shape
-        chans = list(cfg.conv_channels)
-        self.start, self.out_hw = start, (h, w)
-        width = cfg.hidden[0] if cfg.hidden else 256
-        self.dense = nn.Sequential(*mlp_layers([cfg.latent_dim, width, math.prod(start)], cfg.activation))
-        layers: list[nn.Module] = [ResidualBlock(chans[-1], cfg.activation)]
-        for a, b in zip(reversed(chans), list(reversed(chans))[1:]):
-            layers += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), ResidualBlock(b, cfg.activation)]
-        # the last layer makes the output (set_output_bias finds it): up to the image's channels
-        layers += [ACTIVATIONS[cfg.activation](), nn.ConvTranspose2d(chans[0], c, 4, stride=2, padding=1)]
-        self.up = nn.Sequential(*layers)
-
-    def forward(self, z: Tensor) -> Tensor:
-        x = self.up(self.dense(z).reshape(-1, *self.start))
-        h, w = self.out_hw
-        return x[..., :h, :w]
+def _resnet_up(cfg: ModelConfig) -> list[nn.Module]:
+    """A block, then per width in reverse a transposed convolution up and a block; the last
+    layer makes the output (``set_output_bias`` finds it): up to the image's channels."""
+    chans = list(cfg.conv_channels)
+    layers: list[nn.Module] = [ResidualBlock(chans[-1], cfg.activation)]
+    for a, b in zip(reversed(chans), list(reversed(chans))[1:]):
+        layers += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), ResidualBlock(b, cfg.activation)]
+    layers += [ACTIVATIONS[cfg.activation](), nn.ConvTranspose2d(chans[0], cfg.data_shape[0], 4, stride=2, padding=1)]
+    return layers
 
 
 @register_arch("resnet")
@@ -68,7 +57,5 @@ def resnet_networks(cfg: ModelConfig) -> tuple[GaussianEncoder, Decoder]:
     width = cfg.hidden[0] if cfg.hidden else 256
     trunk = nn.Sequential(*layers, ResidualBlock(chans[-1], cfg.activation), ACTIVATIONS[cfg.activation](),
                           nn.Flatten(), *mlp_layers([chans[-1] * h * w, width], cfg.activation))
-    n = len(chans)
-    start = (chans[-1], math.ceil(cfg.data_shape[1] / 2**n), math.ceil(cfg.data_shape[2] / 2**n))
-    return GaussianEncoder(trunk, width, cfg.latent_dim), Decoder(_ResNetDecoderNet(cfg, start), cfg.latent_dim,
-                                                                  cfg.data_shape)
+    decoder = Decoder(UpsamplingDecoderNet(cfg, _resnet_up(cfg)), cfg.latent_dim, cfg.data_shape)
+    return GaussianEncoder(trunk, width, cfg.latent_dim), decoder
