@@ -75,6 +75,8 @@ class _Run:
     names: tuple[str, ...] = ()  # the model's terms, in the order of the epoch's sums
     partial: Tensor | None = None  # a resumed epoch's sums so far (global, with the count last)
     owns_group: bool = False  # this fit created the process group, and destroys it
+    # the objective's options, passed to the model only when they are not the plain ELBO's
+    loss_options: dict[str, Any] = field(default_factory=dict)
 
 
 def fit(
@@ -194,7 +196,9 @@ def _start(model, train: Examples, cfg: TrainConfig, checkpoint_dir, resume: boo
     out = Path(checkpoint_dir) if checkpoint_dir is not None else None
     run = _Run(model, net, cfg, world, device, optimizer, scheduler, gen, gen.get_state(), ckpt.Progress(), out,
                params=[p for p in model.parameters() if p.requires_grad], n_batches=n_batches,
-               scheduled=cfg.lr_schedule != "constant" or cfg.lr_warmup_steps > 0, owns_group=owns_group)
+               scheduled=cfg.lr_schedule != "constant" or cfg.lr_warmup_steps > 0, owns_group=owns_group,
+               loss_options={} if (cfg.objective, cfg.n_samples) == ("elbo", 1)
+               else {"objective": cfg.objective, "n_samples": cfg.n_samples})
     if resume:
         if out is None:
             raise VaekitError("resume needs the run's checkpoint folder")
@@ -287,14 +291,11 @@ def _train_batch(run: _Run, batch: Batch, noise: Tensor | None, epoch: int) -> T
     """
     cfg, world, G = run.cfg, run.world, len(batch["x"]) * run.world.size
     beta = kl_beta(cfg, run.state.step) if cfg.kl_warmup_steps > 0 else cfg.beta
-    # the objective's options reach the model only when they differ from the plain ELBO's
-    more = {} if (cfg.objective, cfg.n_samples) == ("elbo", 1) else {"objective": cfg.objective,
-                                                                     "n_samples": cfg.n_samples}
     if cfg.precision == "bf16":
         with torch.autocast(run.device.type, dtype=torch.bfloat16):
-            loss_vec, terms = run.net(batch, beta=beta, free_bits=cfg.free_bits, noise=noise, **more)
+            loss_vec, terms = run.net(batch, beta=beta, free_bits=cfg.free_bits, noise=noise, **run.loss_options)
     else:  # no context to enter every step
-        loss_vec, terms = run.net(batch, beta=beta, free_bits=cfg.free_bits, noise=noise, **more)
+        loss_vec, terms = run.net(batch, beta=beta, free_bits=cfg.free_bits, noise=noise, **run.loss_options)
     # sum / G * world.size: DDP's gradient average is then the global batch's mean
     loss = loss_vec.sum(dtype=torch.float32) * (world.size / G)
     run.optimizer.zero_grad(set_to_none=True)
