@@ -102,8 +102,8 @@ class _BernoulliLogits(Independent):
 
     With one draw per example (training) that is PyTorch's fused kernel, whose gradient is one
     fused ``sigmoid(l) - x``: the batched product below would run one tiny product per example
-    and cost 1.2 ms of a 5 ms step for the 784-400-20 VAE at batch 128. With K importance samples the logits are
-    ``(K, B, D)`` and ``x`` is ``(B, D)``: then ``x . logits - sum softplus(logits)``, the same
+    and cost about 12 % of a step for the 784-400-20 VAE at batch 128 (benchmarks/RESULTS.md).
+    With K importance samples the logits are ``(K, B, D)`` and ``x`` is ``(B, D)``: then ``x . logits - sum softplus(logits)``, the same
     number, without broadcasting ``x`` to a ``(K, B, D)`` copy (K = 1000 on 100 MNIST images:
     3.12 s against 3.49 s, benchmarks/RESULTS.md).
     """
