@@ -125,10 +125,13 @@ def fit(
     val = None if val is None else as_examples(val)
     with flush_denormal():
         run = _start(model, train, cfg, checkpoint_dir, resume)
+        finished = False
         try:
-            return _epochs(run, train, val, callback, batch_hook, progress)
+            rows = _epochs(run, train, val, callback, batch_hook, progress)
+            finished = True
+            return rows
         finally:
-            leave(run.owns_group)
+            leave(run.owns_group, finished)
 
 
 def _epochs(run: _Run, train: Examples, val: Examples | None, callback: Callback | None,
