@@ -87,3 +87,16 @@ def test_the_gradient_check_finds_one_bad_value_among_many():
     assert gradients_finite(params, clip=1.0)
     total = torch.cat([p.grad for p in params]).norm()
     assert float(total) == pytest.approx(1.0, rel=1e-5)  # clipped to the norm asked
+
+
+def test_a_time_budget_stops_at_an_epoch_end_and_resume_goes_on(tmp_path):
+    """--max-seconds: past the budget, training stops at the end of that epoch (not before the
+    first one ends), checkpointed; resuming runs the next epochs with a new budget."""
+    x = torch.rand(64, 3)
+    cfg = TrainConfig(epochs=50, batch_size=16, max_seconds=1e-9, device="cpu")
+    rows = vaekit.fit(Constant(), x, None, cfg, progress=False, checkpoint_dir=tmp_path)
+    assert [r["epoch"] for r in rows] == [1] and rows[-1]["stopped_time"]
+    rows = vaekit.fit(Constant(), x, None, cfg, progress=False, checkpoint_dir=tmp_path, resume=True)
+    assert [r["epoch"] for r in rows] == [2] and rows[-1]["step"] == 8
+    free = TrainConfig(epochs=3, batch_size=16, device="cpu")  # no budget: every epoch
+    assert [r["epoch"] for r in vaekit.fit(Constant(), x, None, free, progress=False)] == [1, 2, 3]

@@ -167,6 +167,9 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--lr-gamma", type=_positive_float, default=_TRAIN_DEFAULTS.lr_gamma, help="(default: %(default)s)")
     g.add_argument("--patience", type=_positive_int, metavar="E",
                    help="stop after E epochs without a better validation figure (never during KL warm-up)")
+    g.add_argument("--max-seconds", type=_positive_float, metavar="S",
+                   help="a wall-clock budget: stop at the end of the first epoch that ends past S seconds of "
+                   "this call (checkpointed; --resume continues with a new budget)")
     g.add_argument("--grad-clip", type=_positive_float, metavar="NORM", help="clip the gradient's norm")
     g.add_argument("--on-nan", default=_TRAIN_DEFAULTS.on_nan, choices=["stop", "skip"],
                    help="a non-finite loss or gradient: stop with the last good checkpoint, or skip the batch "

@@ -80,6 +80,7 @@ class TrainConfig:
     lr_step_epochs: int = 30  # for step: multiply by lr_gamma every this many epochs
     lr_gamma: float = 0.1
     patience: int | None = None  # early stopping: epochs without a better validation figure
+    max_seconds: float | None = None  # stop at the end of the first epoch past this much time (each call)
     grad_clip: float | None = None  # clip the gradient's norm
     on_nan: str = "stop"  # stop | skip: a non-finite loss or gradient
     checkpoint_every: int | None = None  # steps between mid-epoch checkpoints (besides every epoch)

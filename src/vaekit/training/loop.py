@@ -142,6 +142,7 @@ def _epochs(run: _Run, train: Examples, val: Examples | None, callback: Callback
         train = train.to(run.device)
     show = (sys.stderr.isatty() if progress is None else progress) and run.world.is_main
     rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
     bar = tqdm(range(run.state.epoch + 1, cfg.epochs + 1), desc="train", unit="epoch", disable=not show,
                file=sys.stderr)
     for epoch in bar:
@@ -162,7 +163,16 @@ def _epochs(run: _Run, train: Examples, val: Examples | None, callback: Callback
         if cfg.patience is not None and run.state.bad_epochs >= cfg.patience:
             row["stopped_early"] = True
             break
+        if cfg.max_seconds is not None and _out_of_time(run, time.perf_counter() - started):
+            row["stopped_time"] = True
+            break
     return rows
+
+
+def _out_of_time(run: _Run, seconds: float) -> bool:
+    """Past the budget, on any process: all processes stop at the same epoch."""
+    late = torch.tensor([float(seconds > run.cfg.max_seconds)], device=run.device)
+    return bool(all_reduce_sum(late, run.world).item() > 0)
 
 
 def _start(model, train: Examples, cfg: TrainConfig, checkpoint_dir, resume: bool) -> _Run:
