@@ -236,11 +236,13 @@ def test_encode_splits_keep_row_order(capsys, digits_run, digits_test, tmp_path)
 def test_interpolate_png_and_npy(capsys, digits_run, digits_test, tmp_path):
     r = ok(capsys, "interpolate", digits_run.path, "-o", "i.png")
     assert "i.png" in r.out and (tmp_path / "i.png").read_bytes()[:8] == PNG_MAGIC
-    ok(capsys, "interpolate", digits_run.path, "--pairs", 2, "--steps", 5, "-o", "i.npy")
+    r = ok(capsys, "interpolate", digits_run.path, "--pairs", 2, "--steps", 5, "-o", "i.npy")
     path = load_npy(tmp_path / "i.npy")
     assert path.shape == (2 * 5, 1, 8, 8)
-    # The ends of each line are the reconstructions of the pair's images.
-    ends = vaekit.load(digits_run.path).reconstruct(digits_test[:4]).numpy()
+    # The ends of each line are the reconstructions of the pair's images, which it names.
+    chosen = [int(w.strip(",")) for w in r.out.split("between examples ")[1].split() if w.strip(",").isdigit()]
+    assert len(chosen) == len(set(chosen)) == 4
+    ends = vaekit.load(digits_run.path).reconstruct(digits_test[chosen]).numpy()
     np.testing.assert_allclose(path[[0, 4, 5, 9]], ends, atol=1e-5)
 
 

@@ -162,4 +162,8 @@ def test_image_folder_with_class_subfolders_trains_and_probes(capsys, tmp_path):
     assert "most unusual rows" in out, out
     with open(tmp_path / "s.csv") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["index", "score"] and len(rows) == 1 + 6  # the held-out quarter
+    assert rows[0] == ["index", "score"] and len(rows) == 1 + 24  # every image of the folder, the default
+    code, out, err = _run(capsys, "score", run, "--split", "test", "-o", tmp_path / "s.csv")
+    assert code == 0, err
+    with open(tmp_path / "s.csv") as f:
+        assert len(list(csv.reader(f))) == 1 + 6  # the held-out quarter

@@ -91,7 +91,7 @@ def test_dreg_gradient_equals_the_iwae_gradient_in_expectation_on_a_linear_gauss
 def test_fit_trains_on_the_iwae_bound_and_still_reports_the_elbo(capsys, tmp_path):
     run = tmp_path / "run"
     r = ok(capsys, "train", "--data", "digits", "--epochs", 3, "--objective", "iwae", "--n-samples", 5,
-           "--latent-dim", 4, "--hidden", 32, "--run-dir", run)
+           "--latent-dim", 4, "--hidden", 32, "--batch-size", 128, "--run-dir", run)
     assert "ELBO" in r.out
     rows = vaekit.runs.read_metrics(run)
     assert float(rows[-1]["val_elbo"]) > float(rows[0]["val_elbo"])  # it learns

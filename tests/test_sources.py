@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from vaekit.data import files as sources
-from vaekit.errors import VaekitError
+from vaekit.errors import VaekitError, VaekitWarning
 from vaekit.data.files import MemmapArray, load_file
 
 
@@ -363,7 +363,9 @@ def test_flat_folder_of_grey_images(tmp_path):
     b = save(tmp_path / "imgs" / "a.PNG", rng.integers(0, 256, (4, 3), dtype=np.uint8))
     (tmp_path / "imgs" / "notes.txt").write_text("not an image")
     save(tmp_path / "imgs" / ".hidden" / "c.png", rng.integers(0, 256, (9, 9), dtype=np.uint8))
-    ds = load_file(tmp_path / "imgs")
+    with pytest.warns(VaekitWarning, match=r"skipped 1 file that is not a PNG or JPEG image: notes\.txt$"):
+        ds = load_file(tmp_path / "imgs")
+    assert ds.skipped == ["notes.txt"]  # the hidden folder is neither read nor counted
     assert ds.kind == "image" and ds.test is None and ds.train_labels is None and ds.classes is None
     assert ds.train.shape == (2, 1, 4, 3)  # sorted by name: a.PNG, then b.png
     np.testing.assert_array_equal(ds.train[:, 0].numpy(), np.stack([b, a]).astype(np.float32) / 255)

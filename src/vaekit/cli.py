@@ -6,14 +6,19 @@ Bad input ends in one line on stderr, ``vaekit: error: ...``, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import shlex
 import sys
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import dataclasses
 
-from .config import BINARIZE_MODES, OBJECTIVES, PRESETS, ModelConfig, TrainConfig
+from .config import (ARCH_NAMES, BINARIZE_MODES, DATASET_NAMES, LIKELIHOOD_NAMES, LR_SCHEDULES, MODEL_NAMES, OBJECTIVES,
+                     PATIENCE, PATIENCE_STEPS, PRESETS, PRIOR_NAMES, STEP_BUDGET, ModelConfig, TrainConfig)
 
 _MODEL_DEFAULTS = ModelConfig()
 _TRAIN_DEFAULTS = TrainConfig()
@@ -26,14 +31,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+def _int_at_least(low: int):
+    """An argparse type: an integer of at least ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} must be at least {low}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _positive_float(text: str) -> float:
@@ -46,10 +59,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_data(p: argparse.ArgumentParser, default: str | None) -> None:
-    from .data.builtin import DATASETS
+def _names(builtin: tuple[str, ...], module: str, registry: str) -> list[str]:
+    """The names an option takes: the built-in ones, and any registered since when ``module``
+    (which holds the dict ``registry``) is loaded already. Never imports it: the parser, and so
+    ``--help``, stays free of torch."""
+    return sorted({*builtin, *getattr(sys.modules.get(module), registry, ())})
 
-    names = ", ".join(sorted(DATASETS))
+
+def _temperature(text: str) -> float:
+    """``--temperature``: a finite number, at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number, at least 0")
+    return value
+
+
+def _add_data(p: argparse.ArgumentParser, default: str | None) -> None:
+    names = ", ".join(_names(DATASET_NAMES, "vaekit.data.builtin", "DATASETS"))
     p.add_argument("--data", default=default, metavar="NAME|PATH",
                    help=f"a built-in dataset ({names}), or your data: a .npy/.npz array (N x D, N x H x W or "
                    "N x C x H x W), a .csv/.tsv table of numbers, or a folder of PNG/JPEG images (one subfolder per "
@@ -60,6 +89,21 @@ def _add_data(p: argparse.ArgumentParser, default: str | None) -> None:
                    "downloading there if needed)")
 
 
+def _add_split(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", choices=["train", "test", "all"],
+                   help="which rows: test, the held-out validation rows of the run's own file (a built-in "
+                   "dataset's test split); train, the rest (its training split); all, every row (training then "
+                   "test split) (default: every row of the run's own file in the file's order, read and "
+                   "transformed as in training; a built-in dataset's test split; a --data file is always read whole)")
+
+
+def _add_id_column(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--id-column", metavar="NAME",
+                   help="a .csv/.tsv column naming the rows (its header name, or its 0-based index without a "
+                   "header): written, as it is, as the first column of a .csv output, and never a feature (a run "
+                   "trained with --id-column keeps its id column out of the features either way)")
+
+
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to compute (default: auto, CUDA then MPS then CPU)")
@@ -68,10 +112,10 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     """The command line; with ``preset`` (a key of ``vaekit.config.PRESETS``) ``train``'s
     defaults are the preset's, so every flag given still overrides its own."""
-    from .models import MODELS, PRIORS
-    from .models.likelihoods import LIKELIHOODS
-    from .models.networks import ARCHS
-    from .training.schedules import LR_SCHEDULES
+    models = _names(MODEL_NAMES, "vaekit.models.registry", "MODELS")
+    priors = _names(PRIOR_NAMES, "vaekit.models.priors", "PRIORS")
+    likelihoods = _names(LIKELIHOOD_NAMES, "vaekit.models.likelihoods", "LIKELIHOODS")
+    archs = _names(ARCH_NAMES, "vaekit.models.networks", "ARCHS")
 
     parser = _Parser(prog="vaekit", description="Variational autoencoders: train, evaluate, sample, encode.")
     from .version import __version__
@@ -84,6 +128,10 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--label-column", metavar="NAME",
                    help="a table's column of labels (its header name, or its 0-based index when there is no header); "
                    "kept out of the features, used for the linear probe")
+    p.add_argument("--id-column", metavar="NAME",
+                   help="a table's column naming the rows, e.g. a customer id (its header name, or its 0-based "
+                   "index when there is no header): kept out of the features; encode and score --id-column "
+                   "write it beside their results")
     p.add_argument("--image-size", type=_positive_int, nargs=2, metavar=("H", "W"),
                    help="resize a folder's images to H x W (needed when their sizes differ)")
     p.add_argument("--grayscale", action="store_true", help="read a folder's images as one channel")
@@ -92,12 +140,15 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
                    "(default: when the file is larger than 1 GiB)")
     p.add_argument("--run-dir", metavar="DIR", help="where to write the run (default: runs/DATA-DATE-TIME); must not hold a run")
     p.add_argument("--epochs", type=_positive_int, default=None,
-                   help=f"passes over the training set (default: {_TRAIN_DEFAULTS.epochs}; with --resume, the run's own)")
-    p.add_argument("--model", default=_MODEL_DEFAULTS.model, choices=sorted(MODELS),
+                   help="passes over the training set (default: as many as --max-steps allows; with --resume, the run's own)")
+    p.add_argument("--max-steps", type=_positive_int, default=_TRAIN_DEFAULTS.max_steps, metavar="N",
+                   help=f"without --epochs, train for N optimizer steps, rounded up to whole epochs "
+                   f"(default: {STEP_BUDGET})")
+    p.add_argument("--model", default=_MODEL_DEFAULTS.model, choices=models,
                    help="vae; cvae, a conditional VAE on the data's labels (q(z|x,y), p(x|z,y); sample draws a "
                    "class with --label); or a baseline at the same latent size: ae (the same networks, no sampling, "
                    "no KL) or pca (closed form, read as probabilistic PCA) (default: %(default)s)")
-    p.add_argument("--prior", default=_MODEL_DEFAULTS.prior, choices=sorted(PRIORS),
+    p.add_argument("--prior", default=_MODEL_DEFAULTS.prior, choices=priors,
                    help="p(z): standard is N(0, I), with its KL in closed form; mog, a learned mixture of "
                    "--prior-components Gaussians; vamp, the VampPrior, the mixture of the encoder's posteriors at "
                    "--prior-components learned pseudo-inputs (https://arxiv.org/abs/1705.07120); mog and vamp have "
@@ -109,25 +160,27 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
                    "(Burda et al. 2015); their KL is estimated by sampling")
     p.add_argument("--hidden-top", type=_positive_int, nargs="+", default=list(_MODEL_DEFAULTS.hidden_top), metavar="N",
                    help="with --latent-dims: widths of the MLPs between z1 and z2 (default: %(default)s)")
-    p.add_argument("--latent-dim", type=_positive_int, default=_MODEL_DEFAULTS.latent_dim, help="size of z (default: %(default)s)")
-    p.add_argument("--likelihood", default=_MODEL_DEFAULTS.likelihood, choices=["auto", *sorted(LIKELIHOODS)],
+    p.add_argument("--latent-dim", type=_positive_int, default=_MODEL_DEFAULTS.latent_dim,
+                   help="size of z (default: min(D, 32), D the values per example)")
+    p.add_argument("--likelihood", default=_MODEL_DEFAULTS.likelihood, choices=["auto", *likelihoods],
                    help="p(x|z): bernoulli (cross-entropy), continuous-bernoulli, gaussian (fixed variance "
                    "--gaussian-variance, the weighted L2 loss), gaussian-learned (a learned variance per dimension); "
                    "auto: bernoulli for images and arrays in [0, 1], gaussian-learned for tables and other values "
                    "(default: %(default)s; the choice is printed)")
     p.add_argument("--gaussian-variance", type=_positive_float, default=_MODEL_DEFAULTS.gaussian_variance,
                    help="c in p(x|z) = N(f(z), c I); the start value for gaussian-learned (default: %(default)s)")
-    p.add_argument("--arch", default=_MODEL_DEFAULTS.arch, choices=sorted(ARCHS),
+    p.add_argument("--arch", default=_MODEL_DEFAULTS.arch, choices=archs,
                    help="networks: mlp, conv (images), resnet (residual convolutions, images), linear (probabilistic "
                    "PCA with gaussian) (default: %(default)s)")
-    p.add_argument("--hidden", type=_positive_int, nargs="+", default=list(_MODEL_DEFAULTS.hidden), metavar="N",
+    p.add_argument("--hidden", type=_positive_int, nargs="+", default=_MODEL_DEFAULTS.hidden, metavar="N",
                    help="hidden layer widths of the encoder trunk, mirrored in the decoder; for conv the dense "
-                   "width (default: %(default)s)")
+                   "width (default: w and max(w/2, 128), w the power of two at or above 8 D in [128, 1024])")
     p.add_argument("--activation", default=_MODEL_DEFAULTS.activation, choices=["relu", "tanh"],
                    help="after every hidden layer (default: %(default)s)")
     p.add_argument("--conv-channels", type=_positive_int, nargs="+", default=list(_MODEL_DEFAULTS.conv_channels),
                    metavar="N", help="channels of the stride-2 convolutions, for --arch conv (default: %(default)s)")
-    p.add_argument("--batch-size", type=_positive_int, default=_TRAIN_DEFAULTS.batch_size, help="examples per step (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=_TRAIN_DEFAULTS.batch_size,
+                   help="examples per step (default: N/64 for N training examples, down to a power of two in [16, 128])")
     p.add_argument("--lr", type=_positive_float, default=_TRAIN_DEFAULTS.lr, help="Adam's learning rate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=_TRAIN_DEFAULTS.seed, help="fixes initialization, split, batches and noise (default: %(default)s)")
     p.add_argument("--binarize", default=_TRAIN_DEFAULTS.binarize, choices=BINARIZE_MODES,
@@ -165,8 +218,9 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--lr-step-epochs", type=_positive_int, default=_TRAIN_DEFAULTS.lr_step_epochs, metavar="E",
                    help="for --lr-schedule step: multiply by --lr-gamma every E epochs (default: %(default)s)")
     g.add_argument("--lr-gamma", type=_positive_float, default=_TRAIN_DEFAULTS.lr_gamma, help="(default: %(default)s)")
-    g.add_argument("--patience", type=_positive_int, metavar="E",
-                   help="stop after E epochs without a better validation figure (never during KL warm-up)")
+    g.add_argument("--patience", type=_non_negative_int, metavar="E",
+                   help=f"stop after E epochs without a better validation figure, never during KL warm-up; 0: never "
+                   f"(default: with a validation split, {PATIENCE} epochs or {PATIENCE_STEPS} steps, whichever is longer)")
     g.add_argument("--max-seconds", type=_positive_float, metavar="S",
                    help="a wall-clock budget: stop at the end of the first epoch that ends past S seconds of "
                    "this call (checkpointed; --resume continues with a new budget)")
@@ -178,7 +232,9 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
                    help="bf16: autocast the forward pass (for GPUs) (default: %(default)s)")
     g = p.add_argument_group("checkpoints and logging")
     g.add_argument("--resume", metavar="RUN",
-                   help="continue RUN from its last checkpoint (its own config; --epochs may extend it)")
+                   help="continue RUN from its last checkpoint with its own settings: other options are refused "
+                   "unless they equal the run's, but --epochs N trains up to epoch N and --max-seconds sets this "
+                   "call's budget")
     g.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS",
                    help="also checkpoint every STEPS optimizer steps (always at every epoch's end)")
     g.add_argument("--tensorboard", action="store_true", help="write TensorBoard events to RUN/tensorboard")
@@ -212,19 +268,29 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: %(default)s)")
     _add_device(p)
 
-    p = sub.add_parser("sample", help="generate from the prior", description="Decode z ~ N(0, I): means of p(x|z).")
+    p = sub.add_parser("sample", help="generate from the prior",
+                       description="Decode z ~ p(z): the means of p(x|z), or with --draw draws from it.")
     p.add_argument("run", metavar="RUN", help="a run directory")
     p.add_argument("-n", type=_positive_int, default=64, help="how many samples (default: %(default)s)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .png grid or a .npy array")
-    p.add_argument("--seed", type=int, default=0, help="seed of z (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of z (and of the draws of x) (default: %(default)s)")
+    p.add_argument("--draw", action="store_true",
+                   help="draw x ~ p(x|z) (0/1 pixels from a Bernoulli, noisy values from a Gaussian) instead of "
+                   "writing its means")
+    p.add_argument("--temperature", type=_temperature, default=1.0, metavar="T",
+                   help="scale the prior's standard deviation by T: z ~ N(0, T^2 I) for the standard prior, each "
+                   "component's for mog and vamp; below 1 trades variety for typical samples, 0 decodes the "
+                   "prior's mean (default: %(default)s)")
     p.add_argument("--label", metavar="CLASS",
                    help="for a conditional model (--model cvae): draw this class, by its index or its name")
     _add_device(p)
 
-    p = sub.add_parser("reconstruct", help="encode and decode held-out data",
-                       description="Images (top) and the means of p(x|z) at z = E_q[z] (bottom).")
+    p = sub.add_parser("reconstruct", help="encode and decode data",
+                       description="The means of p(x|z) at z = E_q[z] of the first -n examples; as a .png, each "
+                       "row of inputs above the row of their reconstructions.")
     p.add_argument("run", metavar="RUN", help="a run directory")
     _add_data(p, None)
+    _add_split(p)
     p.add_argument("-n", type=_positive_int, default=32, help="how many examples (default: %(default)s)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .png grid or a .npy array of reconstructions")
     _add_device(p)
@@ -233,7 +299,8 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
                        description="Write E_q[z|x] for every example, in the data's order.")
     p.add_argument("run", metavar="RUN", help="a run directory")
     _add_data(p, None)
-    p.add_argument("--split", default="test", choices=["train", "test", "all"], help="which part of a built-in dataset (default: test)")
+    _add_split(p)
+    _add_id_column(p)
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="a .npy array (N, latent_dim) or a .csv table with a header, rows in the data's order")
     p.add_argument("--with-scale", action="store_true",
@@ -247,7 +314,8 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
                        "log-likelihood (--method iw, K = --n-samples). The most unusual rows score highest.")
     p.add_argument("run", metavar="RUN", help="a run directory")
     _add_data(p, None)
-    p.add_argument("--split", default="test", choices=["train", "test", "all"], help="which part of a built-in dataset (default: test)")
+    _add_split(p)
+    _add_id_column(p)
     p.add_argument("--method", default="elbo", choices=["elbo", "iw"], help="negative ELBO or negative log p(x) (default: %(default)s)")
     p.add_argument("--n-samples", type=_positive_int, default=10, metavar="K",
                    help="samples of q(z|x) per example (default: %(default)s)")
@@ -258,8 +326,12 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     _add_device(p)
 
     p = sub.add_parser("interpolate", help="decode straight lines between latent means",
-                       description="For pairs of held-out examples, decode points on the line between their latent means.")
+                       description="For random pairs of examples (held-out ones by default), decode points on the "
+                       "line between their latent means.")
     p.add_argument("run", metavar="RUN", help="a run directory")
+    _add_data(p, None)
+    p.add_argument("--split", default="test", choices=["train", "test", "all"], help="which part of a built-in dataset (default: test)")
+    p.add_argument("--seed", type=int, default=0, help="chooses the pairs: the same seed, the same pairs (default: %(default)s)")
     p.add_argument("--pairs", type=_positive_int, default=8, help="how many pairs, one row each (default: %(default)s)")
     p.add_argument("--steps", type=_positive_int, default=10, help="points per line, ends included (default: %(default)s)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .png grid or a .npy array")
@@ -272,19 +344,26 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
 def _cmd_train(args: argparse.Namespace) -> None:
     import datetime as dt
 
+    from .errors import RunFinished
     from .training import resume, train
-
-    if args.resume:
-        run_dir = args.resume
-        model, summary = resume(run_dir, epochs=args.epochs)
-    else:
-        run_dir = args.run_dir or f"runs/{Path(args.data).name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-        model_config, train_config = configs_from_args(args)
-        model, summary = train(model_config, train_config, run_dir)
     from .training.distributed import world_from_env
 
-    if not world_from_env().is_main:
-        return  # one process speaks for a torchrun launch
+    main = world_from_env().is_main  # one process speaks for a torchrun launch
+    run_dir = args.resume or args.run_dir or f"runs/{Path(args.data).name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    try:
+        with _stops_with_resume_command(run_dir, main):
+            if args.resume:
+                model, summary = resume(run_dir, epochs=args.epochs, max_seconds=args.max_seconds,
+                                        settings=_resume_settings(args))
+            else:
+                model_config, train_config = configs_from_args(args)
+                model, summary = train(model_config, train_config, run_dir)
+    except RunFinished as e:  # nothing to do, nothing written: say how to extend the run
+        if main:
+            print(e)
+        return
+    if not main:
+        return
     print(f"run directory: {run_dir}")
     chosen = json.loads((Path(run_dir) / "config.json").read_text())["data"].get("likelihood_chosen")
     if chosen:
@@ -293,6 +372,72 @@ def _cmd_train(args: argparse.Namespace) -> None:
     figures = [str(f) for f in (Path(run_dir) / "reconstructions.png", Path(run_dir) / "samples.png") if f.exists()]
     if figures:  # data that are not images have none
         print(f"figures: {', '.join(figures)}")
+
+
+def _resume_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The options given with ``--resume`` that the run must agree with (all but --epochs and
+    --max-seconds); ``args.given`` names the options the command line gave."""
+    from .errors import VaekitError
+    from .training.job import RESUME_OPTIONS
+
+    if "run_dir" in args.given:
+        raise VaekitError(f"--run-dir {args.run_dir}: --resume {args.resume} continues the run in its own "
+                          "directory; drop --run-dir")
+    return {k: getattr(args, k) for k in args.given if k not in ("resume", *RESUME_OPTIONS)}
+
+
+def _given_options(argv: Sequence[str] | None) -> list[str]:
+    """The train options the command line gives, in its order: a second parse in which no option
+    has a default tells them from the defaults (an option given at its default value counts)."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in sub.choices["train"]._actions:
+        action.default = argparse.SUPPRESS
+    return [k for k in vars(parser.parse_args(argv)) if k != "command"]
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process stands, so that training stops as on Ctrl-C."""
+
+
+class _Stopped(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM: the line to print and the exit status."""
+
+    def __init__(self, line: str, status: int):
+        super().__init__(line)
+        self.status = status
+
+
+@contextlib.contextmanager
+def _stops_with_resume_command(run_dir: str, main: bool) -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop training on one line that gives the command resuming it, with
+    the exit status of the signal (130, 143). Under torchrun, which stops its own workers, and
+    off the main thread, SIGTERM keeps its default."""
+    import signal
+    import threading
+
+    from .training.checkpoint import LAST
+    from .training.distributed import world_from_env
+
+    def terminated(signum, frame):
+        raise _Terminated()
+
+    own = threading.current_thread() is threading.main_thread() and not world_from_env().enabled
+    previous = signal.signal(signal.SIGTERM, terminated) if own else None
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        what, status = ("terminated", 143) if isinstance(e, _Terminated) else ("interrupted", 130)
+        if not main:
+            line = ""
+        elif (Path(run_dir) / LAST).exists():
+            line = f"{what}; resume with: vaekit train --resume {shlex.quote(run_dir)}"
+        else:
+            line = f"{what} before the first epoch ended; nothing to resume"
+        raise _Stopped(line, status) from None
+    finally:
+        if own:
+            signal.signal(signal.SIGTERM, previous)
 
 
 # Config fields that the train command sets otherwise (data_shape comes from the data; epochs
@@ -342,14 +487,21 @@ def _load(args: argparse.Namespace):
     return load_run(args.run, resolve_device(args.device))
 
 
-def _data(args: argparse.Namespace, run, split: str = "test"):
-    """The examples (with their labels, where there are any) that a command reads."""
+def _data(args: argparse.Namespace, run, split: str | None = "test"):
+    """The examples (with their labels and ids, where there are any) that a command reads;
+    ``split`` None: every row of a file, the test split of a built-in dataset."""
     from .data.prepare import check_model_data, load_examples
 
     examples = load_examples(run.train_config, split, data=args.data, data_dir=args.data_dir,
-                             data_shape=run.model_config.data_shape, data_info=run.info.get("data"))
-    check_model_data(run.model, examples.x, args.data or f"dataset {run.train_config.data!r}")
+                             data_shape=run.model_config.data_shape, data_info=run.info.get("data"),
+                             id_column=getattr(args, "id_column", None))
+    check_model_data(run.model, examples.x, _data_name(args, run))
     return examples
+
+
+def _data_name(args: argparse.Namespace, run) -> str:
+    """How a refusal names the data a command reads."""
+    return args.data or f"dataset {run.train_config.data!r}"
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -371,9 +523,22 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     run = _load(args)
     gen = torch.Generator(device=run.model.device).manual_seed(args.seed)
     conditions = {} if args.label is None else {"y": _label_index(args.label, run)}
-    title = "means of p(x|z), z ~ p(z)" + (f", class {args.label}" if conditions else "")
-    save_tensor(run.model.sample(args.n, generator=gen, **conditions), args.output, title=title)
+    # passed only when asked, so that a model written without them still samples
+    options = {k: v for k, v, usual in (("draw", args.draw, False), ("temperature", args.temperature, 1.0)) if v != usual}
+    title = (("draws from" if args.draw else "means of") + " p(x|z), z ~ p(z)"
+             + (f" at temperature {args.temperature:g}" if args.temperature != 1 else "")
+             + (f", class {args.label}" if conditions else ""))
+    samples = run.model.sample(args.n, generator=gen, **options, **conditions)
+    save_tensor(_in_data_units(run, samples), args.output, title=title)
     print(args.output)
+
+
+def _in_data_units(run, x):
+    """Model outputs in the units of the data as given (a standardized table or array's
+    standardization undone)."""
+    from .data.prepare import undo_transform
+
+    return undo_transform(run.info.get("data"), x)
 
 
 def _label_index(label: str, run) -> int:
@@ -398,19 +563,19 @@ def _label_index(label: str, run) -> int:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
-    import torch
-
     from .outputs import check_output_path, save_tensor
+    from .plots import PAIRED_ROWS_TITLE, paired_rows
 
     out = check_output_path(args.output)
     run = _load(args)
     device = run.model.device
-    batch = next(_data(args, run).batches(args.n, device))  # the first n examples, with their labels
+    batch = next(_data(args, run, args.split).batches(args.n, device))  # the first n examples, with their labels
     x, recon = batch["x"], run.model.reconstruct(batch)
     if out.suffix.lower() == ".npy":
-        save_tensor(recon, out)
+        save_tensor(_in_data_units(run, recon), out)
     else:
-        save_tensor(torch.cat([x, recon]), out, title="inputs (top) and reconstructions (bottom)")
+        tiles, cols = paired_rows(x, recon)
+        save_tensor(tiles, out, nrow=cols, title=PAIRED_ROWS_TITLE.format("inputs"))
     print(args.output)
 
 
@@ -421,12 +586,14 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     from .outputs import check_output_path, save_table
 
     check_output_path(args.output, (".npy", ".csv"))
+    _check_ids_output(args)
     run = _load(args)
-    loc, scale = encode(run.model, _data(args, run, args.split), batch_size=args.batch_size)
+    examples = _data(args, run, args.split)
+    loc, scale = encode(run.model, examples, batch_size=args.batch_size)
     L = loc.shape[1]
     columns = [f"loc_{i}" for i in range(L)] + ([f"scale_{i}" for i in range(L)] if args.with_scale else [])
     values = torch.cat([loc, scale], 1) if args.with_scale else loc
-    save_table(values, columns, args.output)
+    save_table(values, columns, args.output, ids=_ids(args, examples))
     print(f"{args.output}: {tuple(values.shape)}")
 
 
@@ -437,29 +604,44 @@ def _cmd_score(args: argparse.Namespace) -> None:
     from .evaluation.scores import anomaly_scores
 
     check_output_path(args.output, (".csv", ".npy"))
+    _check_ids_output(args)
     run = _load(args)
     x = _data(args, run, args.split)
     scores = anomaly_scores(run.model, x, method=args.method, n_samples=args.n_samples,
                             batch_size=args.batch_size, seed=args.seed)
-    save_table(scores.unsqueeze(1), ["score"], args.output, index=True)
+    ids = _ids(args, x)
+    save_table(scores.unsqueeze(1), ["score"], args.output, index=True, ids=ids)
     top = torch.argsort(scores, descending=True)[: min(5, len(scores))]
+    name = (lambda i: ids[1][i]) if ids else str  # rows by their id when there are ids
     print(f"{args.output}: {len(scores)} scores ({args.method}); most unusual rows: "
-          + ", ".join(f"{int(i)} ({float(scores[i]):.2f})" for i in top))
+          + ", ".join(f"{name(int(i))} ({float(scores[i]):.2f})" for i in top))
+
+
+def _check_ids_output(args: argparse.Namespace) -> None:
+    """``--id-column`` writes strings: only a .csv output holds them (checked before any work)."""
+    from .errors import VaekitError
+
+    if args.id_column is not None and Path(args.output).suffix.lower() != ".csv":
+        raise VaekitError(f"--id-column {args.id_column}: ids are written to a .csv output; {args.output} holds "
+                          "numbers only")
+
+
+def _ids(args: argparse.Namespace, examples) -> tuple[str, list[str]] | None:
+    """``(column name, ids)`` for the output when ``--id-column`` was given."""
+    return None if args.id_column is None else (args.id_column, examples.ids)
 
 
 def _cmd_interpolate(args: argparse.Namespace) -> None:
-    import torch
-
+    from .evaluation.embed import interpolate_pairs
     from .outputs import check_output_path, save_tensor
 
     check_output_path(args.output)
     run = _load(args)
-    device = run.model.device
-    args.data = args.data_dir = None
-    x = next(_data(args, run).batches(2 * args.pairs, device))["x"]
-    rows = [run.model.interpolate(x[i], x[i + 1], args.steps) for i in range(0, len(x) - 1, 2)]
-    save_tensor(torch.cat(rows), args.output, nrow=args.steps, title="decoded straight lines between latent means")
-    print(args.output)
+    lines, pairs = interpolate_pairs(run.model, _data(args, run, args.split), pairs=args.pairs, steps=args.steps,
+                                     seed=args.seed, what=_data_name(args, run))
+    save_tensor(_in_data_units(run, lines), args.output, nrow=args.steps,
+                title="decoded straight lines between latent means")
+    print(f"{args.output}: lines between examples " + ", ".join(f"{a} and {b}" for a, b in pairs.tolist()))
 
 
 COMMANDS = {
@@ -473,20 +655,44 @@ COMMANDS = {
 }
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A vaekit warning as one line on stderr, ``vaekit: warning: ...``; others as Python shows them."""
+    from .errors import VaekitWarning
+
+    if issubclass(category, VaekitWarning):
+        print(f"vaekit: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``vaekit`` and ``python -m vaekit``; returns the exit status."""
-    from .errors import VaekitError
+    from .errors import VaekitError, VaekitWarning
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset")
     known, _ = pre.parse_known_args(argv)  # a preset sets train's defaults before the real parse
     args = build_parser(known.preset).parse_args(argv)
+    if args.command == "train" and args.resume:
+        args.given = _given_options(argv)
+    talk = logging.StreamHandler(sys.stderr)  # what the library says as it works, a plain line each
+    talk.setFormatter(logging.Formatter("vaekit: %(message)s"))
+    logger = logging.getLogger("vaekit")
+    logger.addHandler(talk)
+    logger.setLevel(logging.INFO)
     try:
-        COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", VaekitWarning)  # every time: each command reads its data anew
+            warnings.showwarning = _show_warning
+            COMMANDS[args.command](args)
     except VaekitError as e:
         print(f"vaekit: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vaekit: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        line = str(e) if isinstance(e, _Stopped) else "interrupted"
+        if line:  # under torchrun, one process speaks
+            print(f"vaekit: {line}", file=sys.stderr)
+        return getattr(e, "status", 130)
+    finally:
+        logger.removeHandler(talk)
     return 0

@@ -7,8 +7,11 @@ One name per setting everywhere: ``latent_dim`` here, ``latent_dim=`` in Python 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
+
+from .errors import VaekitError
 
 
 @dataclass
@@ -17,11 +20,11 @@ class ModelConfig:
 
     data_shape: tuple[int, ...] = ()  # per-example shape; () means "take it from the data"
     model: str = "vae"  # vae | ae | pca (see vaekit.models.MODELS)
-    latent_dim: int = 32
+    latent_dim: int | None = None  # None: chosen from the data (sized())
     arch: str = "mlp"  # mlp | conv | linear (see vaekit.models.networks.ARCHS)
-    # 784-1024-512-32 reaches a test ELBO above -100 nats on binarized MNIST in 10 epochs
-    # (benchmarks/RESULTS.md); 784-400-20 stays near -102.
-    hidden: tuple[int, ...] = (1024, 512)
+    # None: chosen from the data (sized()); for MNIST that is 784-1024-512-32, which reaches a
+    # test ELBO above -100 nats on binarized MNIST in 10 epochs (benchmarks/RESULTS.md)
+    hidden: tuple[int, ...] | None = None
     conv_channels: tuple[int, ...] = (32, 64)
     activation: str = "relu"  # relu | tanh, after every hidden layer
     prior: str = "standard"  # see vaekit.models.priors.PRIORS
@@ -36,7 +39,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.data_shape = tuple(int(d) for d in self.data_shape)
-        self.hidden = tuple(int(h) for h in self.hidden)
+        self.hidden = None if self.hidden is None else tuple(int(h) for h in self.hidden)
         self.conv_channels = tuple(int(c) for c in self.conv_channels)
         self.latent_dims = tuple(int(d) for d in self.latent_dims)
         self.hidden_top = tuple(int(h) for h in self.hidden_top)
@@ -51,12 +54,16 @@ class TrainConfig:
     data: str = "digits"  # a built-in dataset, or a .npy/.npz/.csv/.tsv file or a folder of images
     data_dir: str | None = None
     label_column: str | None = None  # a table's column of labels (name, or index without header)
+    id_column: str | None = None  # a table's column naming the rows: kept out of the features
     image_size: tuple[int, int] | None = None  # resize a folder's images to H x W
     grayscale: bool = False  # read a folder's images as one channel
     memmap: bool | None = None  # read a .npy lazily (None: when it is larger than 1 GiB)
     binarize: str = "none"  # none | dynamic | static
-    epochs: int = 30
-    batch_size: int = 128
+    # None: chosen from the data (sized()): the batch by the number of examples, the epochs from
+    # a budget of max_steps optimizer steps, early stopping after `patience` epochs (0: never)
+    epochs: int | None = None
+    max_steps: int | None = None
+    batch_size: int | None = None
     lr: float = 1e-3
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -79,7 +86,7 @@ class TrainConfig:
     lr_warmup_steps: int = 0
     lr_step_epochs: int = 30  # for step: multiply by lr_gamma every this many epochs
     lr_gamma: float = 0.1
-    patience: int | None = None  # early stopping: epochs without a better validation figure
+    patience: int | None = None  # early stopping: epochs without a better validation figure (0: never)
     max_seconds: float | None = None  # stop at the end of the first epoch past this much time (each call)
     grad_clip: float | None = None  # clip the gradient's norm
     on_nan: str = "stop"  # stop | skip: a non-finite loss or gradient
@@ -110,8 +117,74 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+# -- defaults chosen from the data ---------------------------------------------------------------
+# The rule (README, "Defaults from the data"): with D values per example and N training examples,
+# latent size min(D, 32); an MLP of widths (w, max(w/2, 128)) with w the power of two at or above
+# 8 D, between 128 and 1024; batches of N/64 rounded down to a power of two, between 16 and 128;
+# a budget of 20000 optimizer steps in whole epochs; early stopping after 10 epochs (and at least
+# 2500 steps) without a better validation figure.
+STEP_BUDGET = 20_000
+PATIENCE = 10
+PATIENCE_STEPS = 2_500
+
+
+def _pow2_at_least(v: float) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(v, 1))))
+
+
+def size_model(cfg: ModelConfig) -> tuple[ModelConfig, list[str]]:
+    """``cfg`` with its unset sizes (``latent_dim``, ``hidden``) chosen from ``data_shape``,
+    and a line on each choice."""
+    if cfg.latent_dim is not None and cfg.hidden is not None:
+        return cfg, []
+    if not cfg.data_shape:
+        raise VaekitError("the model's sizes are chosen from data_shape: set data_shape (or latent_dim and hidden)")
+    d, why, changes = math.prod(cfg.data_shape), [], {}
+    if cfg.latent_dim is None:
+        changes["latent_dim"] = min(d, 32)
+        why.append(f"latent size {changes['latent_dim']} = min(D, 32)")
+    if cfg.hidden is None:
+        w = min(1024, max(128, _pow2_at_least(8 * d)))
+        changes["hidden"] = (w, max(w // 2, 128))
+        why.append(f"hidden widths {changes['hidden'][0]}, {changes['hidden'][1]} (from 8 D = {8 * d})")
+    return dataclasses.replace(cfg, **changes), why
+
+
+def size_training(cfg: TrainConfig, n_train: int, has_val: bool) -> tuple[TrainConfig, list[str]]:
+    """``cfg`` with its unset batch size, length and patience chosen from the number of training
+    examples, and a line on each choice."""
+    changes: dict[str, Any] = {}
+    why: list[str] = []
+    batch = cfg.batch_size
+    if batch is None:
+        batch = changes["batch_size"] = min(128, max(16, 1 << max(0, int(math.log2(max(n_train / 64, 1))))))
+        why.append(f"batch {batch} (from N/64 = {n_train / 64:.0f})")
+    if cfg.epochs is None:
+        steps = cfg.max_steps if cfg.max_steps is not None else STEP_BUDGET
+        per_epoch = max(1, math.ceil(n_train / batch))
+        changes["epochs"] = max(1, math.ceil(steps / per_epoch))
+        changes["max_steps"] = steps
+        why.append(f"at most {changes['epochs']} epochs ({steps} steps of {per_epoch} an epoch)")
+    if cfg.patience is None:
+        per_epoch = max(1, math.ceil(n_train / batch))
+        changes["patience"] = max(PATIENCE, math.ceil(PATIENCE_STEPS / per_epoch)) if has_val else 0
+        if has_val:
+            why.append(f"early stopping after {changes['patience']} epochs without a better validation figure "
+                       f"(at least {PATIENCE} epochs and {PATIENCE_STEPS} steps)")
+    return dataclasses.replace(cfg, **changes), why
+
+
 BINARIZE_MODES = ("none", "dynamic", "static")
 OBJECTIVES = ("elbo", "iwae", "dreg")
+LR_SCHEDULES = ("constant", "cosine", "step", "burda")
+
+# The built-in names of each registry, here (torch-free) so that ``vaekit --help`` lists them
+# without importing torch; tests/test_cli_startup.py checks them against the registries.
+MODEL_NAMES = ("ae", "cvae", "pca", "vae")  # vaekit.models.MODELS
+PRIOR_NAMES = ("mog", "standard", "vamp")  # vaekit.models.PRIORS
+LIKELIHOOD_NAMES = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned")  # vaekit.models.likelihoods
+ARCH_NAMES = ("conv", "linear", "mlp", "resnet")  # vaekit.models.networks.ARCHS
+DATASET_NAMES = ("digits", "fashion-mnist", "mnist")  # vaekit.data.builtin.DATASETS
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -125,4 +198,6 @@ def from_dict(cls: type, data: dict[str, Any]):
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
-__all__ = ["ModelConfig", "TrainConfig", "BINARIZE_MODES", "OBJECTIVES", "PRESETS", "to_dict", "from_dict"]
+__all__ = ["ModelConfig", "TrainConfig", "ARCH_NAMES", "BINARIZE_MODES", "DATASET_NAMES", "LIKELIHOOD_NAMES",
+           "LR_SCHEDULES", "MODEL_NAMES", "OBJECTIVES", "PRESETS", "PRIOR_NAMES", "PATIENCE", "STEP_BUDGET", "size_model",
+           "size_training", "to_dict", "from_dict"]

@@ -36,6 +36,26 @@ def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> np.ndar
     return arr[0] if c == 1 else arr.transpose(1, 2, 0)
 
 
+#: the caption of :func:`paired_rows`' layout, given what the inputs are
+PAIRED_ROWS_TITLE = "{} (each row) above their reconstructions (the row below)"
+
+
+def paired_rows(inputs: Tensor, outputs: Tensor, cols: int | None = None) -> tuple[Tensor, int]:
+    """Tiles for :func:`image_grid` that put each input directly above its output, for any count.
+
+    Rows of ``cols`` inputs (default: about a square grid), each followed by the row of their
+    outputs; the last two rows are filled out with blank (white) tiles. Returns the tiles and
+    ``cols``, the grid's ``nrow``: input ``i`` sits in row ``2 (i // cols)`` and column
+    ``i % cols``, its output one row below.
+    """
+    n = len(inputs)
+    cols = cols or math.ceil(math.sqrt(2 * n))
+    blank = torch.ones((-n) % cols, *inputs.shape[1:], dtype=inputs.dtype, device=inputs.device)
+    inputs, outputs = torch.cat([inputs, blank]), torch.cat([outputs.to(inputs.dtype), blank])
+    rows = [part[k : k + cols] for k in range(0, len(inputs), cols) for part in (inputs, outputs)]
+    return torch.cat(rows), cols
+
+
 def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = None, title: str | None = None) -> None:
     """Write ``(N, C, H, W)`` images as one PNG grid at ``path``."""
     if not is_image_shape(tuple(images.shape[1:])):
@@ -56,7 +76,8 @@ def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = 
 
 
 def save_run_figures(model, test, run_dir: Path, *, seed: int = 0, n: int = 64) -> None:
-    """``reconstructions.png`` (originals above, reconstructions below) and ``samples.png``.
+    """``reconstructions.png`` (each row of test images above the row of their reconstructions)
+    and ``samples.png``.
 
     ``test``: :class:`vaekit.data.Examples` (a conditional model reconstructs given the labels).
     """
@@ -65,9 +86,9 @@ def save_run_figures(model, test, run_dir: Path, *, seed: int = 0, n: int = 64) 
     device = model.device
     batch = next(test.batches(n // 2, device))
     x, recon = batch["x"], model.reconstruct(batch)
+    tiles, pair_cols = paired_rows(x, recon)
+    save_image_grid(tiles, run_dir / "reconstructions.png", nrow=pair_cols, title=PAIRED_ROWS_TITLE.format("test images"))
     cols = int(math.ceil(math.sqrt(n)))
-    save_image_grid(torch.cat([x, recon]), run_dir / "reconstructions.png", nrow=cols,
-                    title="test images (top) and reconstructions (bottom)")
     gen = torch.Generator(device=device).manual_seed(seed)
     save_image_grid(sample_for_figure(model, n, gen), run_dir / "samples.png", nrow=cols,
                     title="means of p(x|z), z ~ p(z)" + (", labels in turn" if "y" in model.conditions else ""))

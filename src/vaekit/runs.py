@@ -8,10 +8,13 @@ Layout::
       metrics.csv         one row an epoch
       summary.json        the final test figures (what ``vaekit evaluate RUN`` reproduces)
       reconstructions.png, samples.png
+      checkpoint-last.safetensors   the whole training state at the last epoch's end (resume)
+      checkpoint-best.safetensors   the weights at the best validation figure
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import datetime as _dt
@@ -21,11 +24,11 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .errors import VaekitError
@@ -51,28 +54,66 @@ def versions() -> dict[str, str]:
     }
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, crash_after: int | None = None) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half:
-    a temporary file, flush, fsync, rename, then fsync of the folder.
+@dataclass(frozen=True)
+class Staged:
+    """A file written in full under a temporary name beside ``path``, not yet in its place."""
+
+    tmp: Path
+    path: Path
+
+    def commit(self) -> None:
+        """Flush the bytes to disk (fsync), then rename: a crash, even a power cut, leaves the
+        old file or the new one at ``path``, never half of one."""
+        fd = os.open(self.tmp, os.O_RDWR)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
+def stage(path: Path, parts: list[Any], *, crash_after: int | None = None) -> Staged:
+    """Write ``parts`` (bytes-like, in order) to a temporary file beside ``path``; commit it
+    with :meth:`Staged.commit`, now or in the background (:func:`commit_later`).
 
     ``crash_after`` (tests only) SIGKILLs the process after that many bytes, as a power cut
     would, to prove that the previous file survives.
     """
+    wait_for_writes()  # a commit still pending may be renaming this very temporary file
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         if crash_after is not None:
             import signal
 
-            f.write(data[:crash_after])
+            f.write(b"".join(bytes(p) for p in parts)[:crash_after])
             f.flush()
             os.fsync(f.fileno())
             os.kill(os.getpid(), signal.SIGKILL)
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
+        for part in parts:
+            f.write(part)
+    return Staged(tmp, path)
+
+
+def discard_temporaries(folder: Path) -> None:
+    """Remove the temporary files this process left in ``folder`` (staged, never committed)."""
+    for tmp in folder.glob(f".*.tmp-{os.getpid()}"):
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, crash_after: int | None = None) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half:
+    a temporary file, fsync, rename, then fsync of the folder."""
+    stage(path, [data], crash_after=crash_after).commit()
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (where the platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -81,16 +122,99 @@ def atomic_write_bytes(path: Path, data: bytes, *, crash_after: int | None = Non
         os.close(fd)
 
 
+class _Committer:
+    """Commits staged files on one background thread, in order, so that their flush to disk
+    (the slow part of a checkpoint: milliseconds per file) overlaps the next epoch's work."""
+
+    def __init__(self) -> None:
+        self._pool: Any = None
+        self._pending: list[Any] = []
+
+    def later(self, files: list[Staged]) -> None:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="vaekit-commit")
+        self._pending.append(self._pool.submit(_commit_all, files))
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()  # raises what failed there
+
+
+def _commit_all(files: list[Staged]) -> None:
+    for f in files:
+        f.commit()
+    for folder in {f.path.parent for f in files}:  # one fsync of the folder for them all
+        _fsync_dir(folder)
+
+
+_COMMITTER = _Committer()
+
+
+def commit_later(files: list[Staged]) -> None:
+    """Commit ``files`` on the background thread (in order); :func:`wait_for_writes` waits."""
+    _COMMITTER.later(files)
+
+
+def wait_for_writes() -> None:
+    """Return when every file handed to :func:`commit_later` is in its place."""
+    _COMMITTER.wait()
+
+
+@contextlib.contextmanager
+def committed_after(files: list[Staged]) -> Iterator[None]:
+    """Commit ``files`` (in the background) once the block has run; discard them if it raises.
+
+    A checkpoint goes in place only after the block that records its epoch (the metrics row):
+    a run stopped in between resumes from the epoch before and writes that row again."""
+    try:
+        yield
+    except BaseException:
+        for f in files:
+            f.discard()
+        raise
+    commit_later(files)
+
+
+_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+           torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+           torch.bool: "BOOL"}
+
+
+def safetensors_parts(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> list[Any]:
+    """``tensors`` as the pieces of a safetensors file: its header, then each tensor's bytes where
+    they lie (no copies; ``safetensors.torch.save`` copies everything twice). Wider types come
+    first, so that every tensor starts at a multiple of its element's size."""
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    parts: list[Any] = []
+    offset = 0
+    for name, t in sorted(tensors.items(), key=lambda kv: -kv[1].element_size()):
+        data = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + data.nbytes]}
+        offset += data.nbytes
+        parts.append(data)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)  # the data start 8-byte aligned
+    return [len(head).to_bytes(8, "little"), head, *parts]
+
+
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
-def save_weights(model: torch.nn.Module, path: Path) -> None:
+def stage_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> Staged:
+    """The model's state as safetensors, staged beside ``path`` (commit it to put it there).
+    Not through save_file: it creates its file with mode 0600, which would leave the weights
+    unreadable to whoever can read the rest of the run."""
+    return stage(path, safetensors_parts(model.state_dict(), metadata))
+
+
+def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
     """The model's state as safetensors, written atomically."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    # Through atomic_write_bytes, not save_file: save_file creates its file with mode 0600,
-    # which would leave the weights unreadable to whoever can read the rest of the run.
-    atomic_write_bytes(path, save(state))
+    stage_weights(model, path, metadata).commit()
+    _fsync_dir(path.parent)
 
 
 def prepare_run_dir(path: str | os.PathLike) -> Path:
@@ -121,7 +245,9 @@ class MetricsWriter:
     """Appends one CSV row per epoch, flushed at once so a killed run keeps its history.
 
     The header is the first row's keys, so models with other objective terms log their own.
-    ``keep_until_epoch`` (a resumed run) keeps the rows up to that epoch and appends after them.
+    ``keep_until_epoch`` (a resumed run) keeps the rows up to that epoch and appends after them;
+    a row with a column the file lacks (a run resumed by a newer vaekit) widens the header, the
+    earlier rows left empty there.
     """
 
     def __init__(self, path: Path, keep_until_epoch: int | None = None):
@@ -143,11 +269,24 @@ class MetricsWriter:
         new = self.fields is None
         if new:
             self.fields = list(row)
+        elif any(k not in self.fields for k in row):
+            self._widen([k for k in row if k not in self.fields])
         with open(self.path, "w" if new else "a", newline="") as f:
             w = csv.writer(f)
             if new:
                 w.writerow(self.fields)
             w.writerow([_fmt(row.get(k, "")) for k in self.fields])
+
+    def _widen(self, added: list[str]) -> None:
+        """Rewrite the file (atomically) with ``added`` columns at the end of its header."""
+        with open(self.path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        self.fields = [*self.fields, *added]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, self.fields, restval="")
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_bytes(self.path, buf.getvalue().encode())
 
 
 def _fmt(v: Any) -> Any:

@@ -83,7 +83,7 @@ def load_dataset(name: PathLike, data_dir: PathLike | None = None, **options: An
         ``--data-dir``). Datasets shipped inside a package (``digits``) ignore it; a path
         refuses it.
     **options
-        For a path: ``label_column``, ``image_size``, ``grayscale``, ``memmap``, as
+        For a path: ``label_column``, ``id_column``, ``image_size``, ``grayscale``, ``memmap``, as
         :func:`vaekit.data.files.load_file` takes them. Refused for a registered dataset.
 
     Raises

@@ -16,7 +16,7 @@ Example
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -71,12 +71,19 @@ class ByteImages:
 
 
 class Examples:
-    """``x`` (``(N, *shape)``) and optional int64 labels ``y`` (``(N,)``), indexed together."""
+    """``x`` (``(N, *shape)``) and optional int64 labels ``y`` (``(N,)``), indexed together.
 
-    def __init__(self, x: Any, y: Tensor | None = None):
+    ``ids``, where the data have them (a table's ``id_column``), are the examples' names as
+    strings, one per example; they ride along with ``subset`` and ``head`` but never reach a model.
+    """
+
+    def __init__(self, x: Any, y: Tensor | None = None, ids: Sequence[str] | None = None):
         if y is not None and len(y) != len(x):
             raise VaekitError(f"{len(x)} examples but {len(y)} labels")
+        if ids is not None and len(ids) != len(x):
+            raise VaekitError(f"{len(x)} examples but {len(ids)} ids")
         self.x, self.y = x, y
+        self.ids = None if ids is None else list(ids)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -108,7 +115,12 @@ class Examples:
     def subset(self, indices: Tensor) -> "Examples":
         """The examples ``indices``, with their labels."""
         x = self.x[indices] if isinstance(self.x, Tensor) else self.x.subset(indices)
-        return Examples(x, None if self.y is None else self.y[indices])
+        ids = None if self.ids is None else [self.ids[int(i)] for i in indices]
+        return Examples(x, None if self.y is None else self.y[indices], ids)
+
+    def with_x(self, x: Any) -> "Examples":
+        """The same labels and ids with other examples ``x`` (transformed or binarized)."""
+        return Examples(x, self.y, self.ids)
 
     def head(self, n: int) -> "Examples":
         """The first ``n`` examples."""
@@ -117,7 +129,7 @@ class Examples:
     def to(self, device: torch.device | str) -> "Examples":
         """In-memory examples on ``device`` (lazy arrays stay where they are)."""
         x = self.x.to(device) if self.in_memory else self.x
-        return Examples(x, None if self.y is None else self.y.to(device))
+        return Examples(x, None if self.y is None else self.y.to(device), self.ids)
 
 
 def _is_row_index(idx: Any) -> bool:

@@ -35,6 +35,7 @@ import io
 import pathlib
 import struct
 import tokenize
+import warnings
 import zipfile
 import zlib
 from typing import Callable, Iterator, Sequence
@@ -43,7 +44,7 @@ import numpy as np
 import numpy.lib.format as npy_format
 import torch
 
-from ..errors import VaekitError
+from ..errors import VaekitError, VaekitWarning
 from .types import Dataset, PathLike, cannot_read, one_line, read_bytes
 
 #: A ``.npy`` larger than this is memory-mapped when ``memmap`` is None (auto).
@@ -101,10 +102,12 @@ def load_file(
     path: PathLike,
     *,
     label_column: str | None = None,
+    id_column: str | None = None,
     image_size: tuple[int, int] | None = None,
     grayscale: bool = False,
     memmap: bool | None = None,
     strict: bool = True,
+    id_optional: bool = False,
 ) -> Dataset:
     """Read a user's file (or folder of images) as a :class:`~vaekit.data.types.Dataset`.
 
@@ -115,6 +118,9 @@ def load_file(
     label_column : str, optional
         Tables only: the column holding labels (its header name, or its 0-based index when the
         file has no header). It is removed from the features.
+    id_column : str, optional
+        Tables only: a column naming the rows (header name, or 0-based index without a
+        header), kept as strings in ``ids`` and removed from the features.
     image_size : (int, int), optional
         Folders only: resize every image to ``(H, W)`` (bilinear). Needed when sizes differ.
     grayscale : bool
@@ -126,6 +132,9 @@ def load_file(
         True refuses an option that does not apply to this kind of file. False (new data for a
         trained model, read with the run's options) drops such options, and a table without
         the label column is read without labels.
+    id_optional : bool
+        A table without ``id_column`` is read without ids instead of refused (new data for a
+        run trained with an id column).
 
     Returns
     -------
@@ -159,7 +168,8 @@ def load_file(
             f"{', '.join(file_suffixes())} file or a folder of images{hint}"
         )
     reader = SOURCES[key]
-    given = {"label_column": label_column, "image_size": image_size, "grayscale": grayscale, "memmap": memmap}
+    given = {"label_column": label_column, "id_column": id_column, "image_size": image_size, "grayscale": grayscale,
+             "memmap": memmap}
     # An option at its default (None; False for grayscale) was not given. memmap=False was:
     # its default is None (auto).
     given = {k: v for k, v in given.items() if v is not None and not (k == "grayscale" and v is False)}
@@ -173,6 +183,8 @@ def load_file(
             raise VaekitError(f"{path}: --{option.replace('_', '-')} applies to {' and '.join(takers)}")
     if not strict and "label_optional" in accepted:
         given["label_optional"] = True
+    if id_optional and "id_optional" in accepted:
+        given["id_optional"] = True
     return reader(path, **given)
 
 
@@ -637,7 +649,8 @@ def _looks_like_header(first: list[str], second: list[str] | None) -> bool:
     return any(_is_number(second[k]) for k in text)
 
 
-def _load_table(path: PathLike, delimiter: str, label_column: str | None, label_optional: bool = False) -> Dataset:
+def _load_table(path: PathLike, delimiter: str, label_column: str | None, label_optional: bool = False,
+                id_column: str | None = None, id_optional: bool = False) -> Dataset:
     path = pathlib.Path(path)
     first, rows, first_lineno = _read_text_rows(path, delimiter)
     second = None
@@ -670,16 +683,17 @@ def _load_table(path: PathLike, delimiter: str, label_column: str | None, label_
         i = int(ragged[0])
         raise VaekitError(f"{path}: row {rows.linenos[i]} has {int(counts[i])} fields, expected {n_fields}")
 
-    label_idx = None
-    if label_column is not None:
-        try:
-            label_idx = _label_index(path, str(label_column), names, has_header)
-        except VaekitError:
-            if not label_optional:  # new data for a trained model may come without labels
-                raise
-    features = [k for k in range(n_fields) if k != label_idx]
+    # new data for a trained model may come without labels or ids
+    label_idx = _optional_column(path, label_column, label_optional, names, has_header)
+    id_idx = _optional_column(path, id_column, id_optional, names, has_header)
+    if id_idx is not None and id_idx == label_idx:
+        raise VaekitError(f"{path}: column {names[id_idx]!r} cannot be both the --label-column and the --id-column")
+    features = [k for k in range(n_fields) if k not in (label_idx, id_idx)]
     if not features:
-        raise VaekitError(f"{path}: column {names[label_idx]!r} is the only column; no features are left")
+        taken = [repr(names[k]) for k in (label_idx, id_idx) if k is not None]
+        what = (f"column {taken[0]} is the only column" if len(taken) == 1
+                else f"columns {' and '.join(taken)} are the only columns")
+        raise VaekitError(f"{path}: {what}; no features are left")
 
     x = _table_numbers(path, rows, features, names, n_fields)
     labels = classes = None
@@ -693,7 +707,21 @@ def _load_table(path: PathLike, delimiter: str, label_column: str | None, label_
         kind="table",
         columns=[names[k] for k in features],
         classes=classes,
+        ids=None if id_idx is None else rows.column(id_idx, n_fields),
     )
+
+
+def _optional_column(path: pathlib.Path, column: str | None, optional: bool, names: list[str],
+                     has_header: bool) -> int | None:
+    """The index of ``column`` (None when not asked for, or ``optional`` and absent)."""
+    if column is None:
+        return None
+    try:
+        return _label_index(path, str(column), names, has_header)
+    except VaekitError:
+        if not optional:
+            raise
+        return None
 
 
 def _label_index(path: pathlib.Path, label_column: str, names: list[str], has_header: bool) -> int:
@@ -784,24 +812,27 @@ def _table_labels(
 
 
 @register_source(".csv", ".csv files")
-def load_csv(path: PathLike, *, label_column: str | None = None, label_optional: bool = False) -> Dataset:
+def load_csv(path: PathLike, *, label_column: str | None = None, label_optional: bool = False,
+             id_column: str | None = None, id_optional: bool = False) -> Dataset:
     """A comma-separated table of numbers; see :func:`load_tsv` for the rules."""
-    return _load_table(path, ",", label_column, label_optional)
+    return _load_table(path, ",", label_column, label_optional, id_column, id_optional)
 
 
 @register_source(".tsv", ".tsv files")
-def load_tsv(path: PathLike, *, label_column: str | None = None, label_optional: bool = False) -> Dataset:
+def load_tsv(path: PathLike, *, label_column: str | None = None, label_optional: bool = False,
+             id_column: str | None = None, id_optional: bool = False) -> Dataset:
     """A tab-separated table of numbers, kind ``"table"``, one example per row.
 
     The first row is a header when it has a text cell over a number in the row below (or,
     alone, any text cell); otherwise the columns are named ``col0 .. colD-1``. Blank lines are
     skipped. ``label_column`` (a header name, or a 0-based index when there is no header) is
     taken out of the features and becomes labels indexing ``classes``, the sorted distinct
-    values of the column. Every other cell must be a finite number: text, missing values
+    values of the column. ``id_column`` (named alike) is taken out of the features too and
+    kept, as written, in ``ids``. Every other cell must be a finite number: text, missing values
     (empty, ``NA``, ``NaN``) and infinities are refused with their row (the file's line
     number) and column.
     """
-    return _load_table(path, "\t", label_column, label_optional)
+    return _load_table(path, "\t", label_column, label_optional, id_column, id_optional)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -822,7 +853,9 @@ def load_image_folder(
     """Every PNG and JPEG under a folder, as ``(N, C, H, W)`` float32 in [0, 1], kind ``"image"``.
 
     Images are found recursively (suffixes in any case; hidden files and folders skipped) and
-    ordered by relative path. When no image lies directly in the folder, each immediate
+    ordered by relative path. Other files are skipped with one
+    :class:`~vaekit.errors.VaekitWarning` that counts them and names the first three;
+    ``skipped`` lists them all. When no image lies directly in the folder, each immediate
     subfolder is a class: labels index ``classes``, the sorted subfolder names. Images are read
     as "L" (one channel) with ``grayscale`` or when every image has one channel, else as "RGB";
     EXIF orientation is applied. Without ``image_size`` all images must share one size; with it
@@ -833,7 +866,9 @@ def load_image_folder(
     folder = pathlib.Path(path)
     if image_size is not None:
         image_size = _check_image_size(folder, image_size)
-    files = _image_files(folder)
+    files, skipped = _image_files(folder)
+    if skipped:
+        _warn_skipped(folder, skipped)
 
     # Pass 1: headers only (mode and size), so a folder of mismatched sizes is refused before
     # anything is decoded.
@@ -883,7 +918,8 @@ def load_image_folder(
         classes = sorted({parts[0] for parts in relative})
         index = {c: k for k, c in enumerate(classes)}
         labels = torch.tensor([index[parts[0]] for parts in relative], dtype=torch.int64)
-    return Dataset(name=str(folder), train=x, test=None, train_labels=labels, kind="image", classes=classes)
+    return Dataset(name=str(folder), train=x, test=None, train_labels=labels, kind="image", classes=classes,
+                   skipped=skipped)
 
 
 def _check_image_size(folder: pathlib.Path, image_size) -> tuple[int, int]:
@@ -897,7 +933,9 @@ def _check_image_size(folder: pathlib.Path, image_size) -> tuple[int, int]:
     return h, w
 
 
-def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
+def _image_files(folder: pathlib.Path) -> tuple[list[pathlib.Path], list[str]]:
+    """The images under ``folder`` (sorted by relative path) and the other files it holds
+    (relative paths, sorted; hidden files are neither)."""
     found, others = [], []
     try:
         for f in folder.rglob("*"):
@@ -910,7 +948,16 @@ def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
     if not found:
         extra = f" (it holds {len(others)} other files, e.g. {sorted(others)[0].relative_to(folder)})" if others else ""
         raise VaekitError(f"{folder}: no PNG or JPEG images found{extra}")
-    return sorted(found, key=lambda f: f.relative_to(folder).as_posix())
+    skipped = sorted(f.relative_to(folder).as_posix() for f in others)
+    return sorted(found, key=lambda f: f.relative_to(folder).as_posix()), skipped
+
+
+def _warn_skipped(folder: pathlib.Path, skipped: list[str], show: int = 3) -> None:
+    """One warning line: how many files of ``folder`` are not PNG or JPEG images, the first few by name."""
+    names = ", ".join(skipped[:show]) + (", ..." if len(skipped) > show else "")
+    what = "1 file that is not a PNG or JPEG image" if len(skipped) == 1 else \
+        f"{len(skipped)} files that are not PNG or JPEG images"
+    warnings.warn(f"{folder}: skipped {what}: {names}", VaekitWarning, stacklevel=2)
 
 
 def _open_image(f: pathlib.Path, Image):

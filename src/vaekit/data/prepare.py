@@ -5,7 +5,8 @@ test :class:`~vaekit.data.examples.Examples` (examples with their labels) and de
 it did in a JSON-ready ``info`` dict that the run directory keeps: kind, per-example shape,
 table columns, class names, the transform with its fitted numbers, the split.
 ``load_examples`` reads data for a trained model and applies exactly that transform, refusing
-data of another shape or column set. One split (:func:`holdout_split`) and one held-out
+data of another shape and putting a table's columns in the training order by name (a missing or
+an unknown column is refused). One split (:func:`holdout_split`) and one held-out
 binarization (:func:`binarize_heldout`) serve both.
 
 Arrays too large for memory arrive as a lazy array (``vaekit.data.files.MemmapArray``, a
@@ -15,6 +16,7 @@ function here then works a batch at a time and never reads the whole file at onc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -107,6 +109,16 @@ class Standardize:
     def __call__(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std
 
+    def inverse(self, x: Tensor) -> Tensor:
+        """Back to the data's own units."""
+        return x * self.std.to(x.device) + self.mean.to(x.device)
+
+    @property
+    def log_jacobian(self) -> float:
+        """``log |det d(transform)/dx| = -sum log std``: what turns a density of the standardized
+        values into one of the data as given, in nats per example."""
+        return float(-self.std.double().log().sum())
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "standardize", "mean": self.mean.tolist(), "std": self.std.tolist()}
 
@@ -118,6 +130,29 @@ def transform_from_dict(d: dict[str, Any] | None):
     if d["kind"] == "standardize":
         return Standardize(torch.tensor(d["mean"], dtype=torch.float32), torch.tensor(d["std"], dtype=torch.float32))
     raise VaekitError(f"unknown transform {d['kind']!r} in the run's config")
+
+
+def log_jacobian(data_info: dict[str, Any] | None) -> float:
+    """The log-Jacobian of a run's recorded transform (0 for none): added to the model's
+    log-densities, it gives them in the units of the data as given."""
+    transform = transform_from_dict((data_info or {}).get("transform"))
+    return 0.0 if transform is None else transform.log_jacobian
+
+
+def undo_transform(data_info: dict[str, Any] | None, x: Tensor) -> Tensor:
+    """Model outputs (samples, reconstructions) back in the units of the data as given."""
+    transform = transform_from_dict((data_info or {}).get("transform"))
+    return x if transform is None else transform.inverse(x)
+
+
+def _standardized(kind: str, x) -> bool:
+    """Tables, and arrays of real values (not in [0, 1]), are standardized per column."""
+    if kind == "table":
+        return True
+    if kind != "array":
+        return False
+    lo, hi = value_range(x)
+    return lo < 0 or hi > 1
 
 
 def _apply(transform, x):
@@ -158,6 +193,8 @@ def source_options(cfg: TrainConfig) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if cfg.label_column is not None:
         opts["label_column"] = cfg.label_column
+    if cfg.id_column is not None:
+        opts["id_column"] = cfg.id_column
     if cfg.image_size is not None:
         opts["image_size"] = tuple(cfg.image_size)
     if cfg.grayscale:
@@ -220,7 +257,8 @@ def prepare_data(cfg: TrainConfig) -> Splits:
     else:
         test, test_split = val, "val"
 
-    transform = Standardize.fit(train.x) if ds.kind == "table" else None
+    # binarized data are not standardized: --binarize refuses values outside [0, 1] below
+    transform = Standardize.fit(train.x) if cfg.binarize == "none" and _standardized(ds.kind, train.x) else None
     if transform is not None:
         train, val, test = (_transformed(transform, e) for e in (train, val, test))
 
@@ -252,22 +290,67 @@ def prepare_data(cfg: TrainConfig) -> Splits:
         "split_seed": cfg.seed,
         "val_fraction": cfg.val_fraction,
         "in_memory": isinstance(ds.train, Tensor),
+        "skipped_files": len(ds.skipped),
     }
     return Splits(train, val, test, info)
 
 
 def _transformed(transform, examples: Examples | None) -> Examples | None:
-    return None if examples is None else Examples(_apply(transform, examples.x), examples.y)
+    return None if examples is None else examples.with_x(_apply(transform, examples.x))
+
+
+def _read_options(train_config: TrainConfig, data: str | None, id_column: str | None) -> dict[str, Any]:
+    """How :func:`load_examples` reads a file: with the run's options, strictly for the run's
+    own file; new files may lack what does not apply to them, the run's id column included.
+    An ``id_column`` asked for replaces the run's and must be there."""
+    options = {**source_options(train_config), "strict": data is None}
+    if id_column is not None:
+        options["id_column"] = id_column
+    elif data is not None and "id_column" in options:
+        options["id_optional"] = True
+    return options
+
+
+def _match_columns(name: str, ds: Dataset, columns: list[str] | None, id_column: str | None = None) -> Dataset:
+    """``ds`` with its table columns in the training order ``columns`` (matched by name).
+
+    A missing or an unknown column is refused in one line naming them; data that are not a
+    table, or a run that recorded no columns, pass as they are.
+    """
+    if not columns or ds.columns is None or list(ds.columns) == list(columns):
+        return ds
+    missing = [c for c in columns if c not in ds.columns]
+    extra = [c for c in ds.columns if c not in columns]
+    if id_column is not None and id_column in missing:
+        raise VaekitError(f"--id-column {id_column}: the run was trained with column {id_column!r} as a feature; "
+                          f"train with --id-column {id_column} to keep it out")
+    if missing or extra:
+        parts = [f"{what} {', '.join(map(repr, cols))}"
+                 for what, cols in (("missing", missing), ("extra", extra)) if cols]
+        shape = (f" (examples have shape ({len(ds.columns)},) but the model was trained on ({len(columns)},))"
+                 if len(ds.columns) != len(columns) else "")
+        raise VaekitError(f"{name}: columns differ from the training columns {', '.join(columns)}: "
+                          f"{'; '.join(parts)}{shape}")
+    order = torch.tensor([ds.columns.index(c) for c in columns])
+    return dataclasses.replace(ds, train=ds.train[:, order], columns=list(columns))
+
+
+def _default_split(ds: Dataset, split: str | None) -> str:
+    """``split``, or when None: every row of a file, the test split of a built-in dataset."""
+    if split is None:
+        return "test" if ds.test is not None else "all"
+    return split
 
 
 def load_examples(
     train_config: TrainConfig,
-    split: str = "test",
+    split: str | None = "test",
     *,
     data: str | None = None,
     data_dir: str | os.PathLike | None = None,
     data_shape: tuple[int, ...] | None = None,
     data_info: dict[str, Any] | None = None,
+    id_column: str | None = None,
 ) -> Examples:
     """Examples (with their labels where there are any) for a trained model, read and
     transformed exactly as its held-out data were.
@@ -277,27 +360,32 @@ def load_examples(
     train_config : the run's training config (its dataset, file options and binarization)
     split : ``train``, ``test`` or ``all`` (train then test) of a built-in dataset, in its
         order; for the run's own file, ``test`` is its held-out part, ``train`` the rest and
-        ``all`` every row in the file's order; another file is always read whole, in order
+        ``all`` every row in the file's order; another file is always read whole, in order.
+        None: every row of a file, in its order; the test split of a built-in dataset
     data : a dataset name or a file (.npy, .npz, .csv, .tsv, a folder of images); default the
         run's data
     data_dir : folder of a built-in dataset's files; default the run's
     data_shape : the model's per-example shape; data of another shape are refused
-    data_info : the ``data`` section of the run's config (its transform and table columns)
+    data_info : the ``data`` section of the run's config (its transform and table columns);
+        a table's columns are matched to the training columns by name, in any order
+    id_column : a table's column naming the rows, kept out of the features and returned as
+        the examples' ``ids`` (default: the run's own id column, if the file has it)
     """
     name = data or train_config.data
     info = data_info or {}
-    if split not in ("train", "test", "all"):
+    if split not in (None, "train", "test", "all"):
         raise VaekitError(f"--split {split}: choose train, test or all")
     if data_dir is None and name == train_config.data:
         data_dir = train_config.data_dir
-    # a file is read with the run's options; new files may lack what does not apply to them
-    options = {**source_options(train_config), "strict": data is None} if is_path(name) else {}
+    options = _read_options(train_config, data, id_column) if is_path(name) else {}
     ds: Dataset = load_dataset(name, data_dir, **options)
+    if id_column is not None and ds.ids is None:  # a file that is no table drops the option when new
+        raise VaekitError(f"{name}: --id-column applies to .csv and .tsv files")
+    ds = _match_columns(name, ds, info.get("columns"), id_column)
     if data_shape is not None and tuple(ds.shape) != tuple(data_shape):
         raise VaekitError(f"{name}: examples have shape {tuple(ds.shape)} but the model was trained on {tuple(data_shape)}")
-    if info.get("columns") and ds.columns is not None and list(ds.columns) != list(info["columns"]):
-        raise VaekitError(f"{name}: columns {ds.columns} differ from the training columns {info['columns']}")
-    whole = Examples(ds.train, ds.train_labels)
+    split = _default_split(ds, split)
+    whole = Examples(ds.train, ds.train_labels, ds.ids)
     if ds.test is None and data is None and split != "all" and info.get("test_split") == "val":
         # the run's own file: its held-out part ("test") or the rest ("train"), as training split it
         train_idx, val_idx = holdout_split(len(whole), info["n_val"], info["split_seed"])
@@ -316,7 +404,7 @@ def load_examples(
         lo, hi = value_range(examples.x)
         if lo < 0 or hi > 1:
             raise VaekitError(f"{name}: values outside [0, 1] cannot be binarized as the model's data were")
-        examples = Examples(binarize_heldout(examples.x), examples.y)
+        examples = examples.with_x(binarize_heldout(examples.x))
     return examples
 
 

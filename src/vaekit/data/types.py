@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -70,6 +70,10 @@ class Dataset:
         A table's feature column names, in order (the label column excluded).
     classes : list of str or None
         Label names (class folders, or a label column's distinct values); labels index it.
+    ids : list of str or None
+        A table's ``id_column``: each training example's name, as written in the file.
+    skipped : list of str
+        Files of a folder that were not read as images (their paths relative to the folder).
     """
 
     name: str
@@ -80,6 +84,8 @@ class Dataset:
     kind: str = "image"
     columns: list[str] | None = None
     classes: list[str] | None = None
+    ids: list[str] | None = None
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ import torch
 
 from ..data.examples import as_examples
 from ..errors import VaekitError
-from ..data.prepare import check_model_data, load_examples
+from ..data.prepare import check_model_data, load_examples, log_jacobian
 from ..seeding import seeded
 from .embed import encode_means
 from .estimators import active_units, log_likelihood
@@ -21,8 +21,25 @@ def bits_per_dim(log_likelihood_nats: float, n_dims: int) -> float:
     return -log_likelihood_nats / (n_dims * math.log(2))
 
 
+# the terms that are log-densities of x (in nats), which a transform of the data shifts
+DENSITY_TERMS = ("elbo", "reconstruction", "log_likelihood", "iwae")
+
+
+def in_data_units(figures: dict[str, Any], log_jacobian: float, prefixes: tuple[str, ...] = ("",)) -> dict[str, Any]:
+    """``figures`` with every log-density (``DENSITY_TERMS``, after each prefix) plus the
+    data transform's log-Jacobian: densities of the data as given rather than as standardized."""
+    if not log_jacobian:
+        return figures
+    out = dict(figures)
+    for prefix in prefixes:
+        for term in DENSITY_TERMS:
+            if isinstance(out.get(prefix + term), float):
+                out[prefix + term] += log_jacobian
+    return out
+
+
 @torch.inference_mode()
-def evaluate(model, data: Any, *, batch_size: int = 500, seed: int = 0) -> dict[str, Any]:
+def evaluate(model, data: Any, *, batch_size: int = 500, seed: int = 0, log_jacobian: float = 0.0) -> dict[str, Any]:
     """Mean held-out terms of the model, reconstruction error, and bits per dimension.
 
     The sampling noise is drawn with the random state seeded by ``seed``, so the same model and
@@ -62,11 +79,12 @@ def evaluate(model, data: Any, *, batch_size: int = 500, seed: int = 0) -> dict[
     model.train(was_training)
     n = len(examples)
     means = dict(zip((*names, "reconstruction_error"), (sums / n).tolist()))
-    result: dict[str, Any] = {"headline": model.headline.key, "terms": list(names), **{k: means[k] for k in names}}
+    result: dict[str, Any] = {"headline": model.headline.key, "terms": list(names),
+                              **in_data_units({k: means[k] for k in names}, log_jacobian)}
     if model.headline.kl_estimated:
         result["kl_estimated"] = True  # by sampling: no closed form for this prior or these layers
     if model.headline.bounds_log_likelihood:
-        result["bits_per_dim"] = bits_per_dim(means[model.headline.key], math.prod(examples.shape[1:]))
+        result["bits_per_dim"] = bits_per_dim(result[model.headline.key], math.prod(examples.shape[1:]))
     result["reconstruction_error"] = means["reconstruction_error"]
     result["n_examples"] = n
     return result
@@ -104,15 +122,16 @@ def evaluate_run(
     check_model_data(model, examples.x, what)
     name = data_info.get("test_split", "test") if split == "test" else split
     headline = model.headline
+    jacobian = log_jacobian(data_info)  # the figures are densities of the data as given
     result: dict[str, Any] = {"split": name if data is None else what,
-                              **evaluate(model, examples, batch_size=batch_size, seed=seed)}
+                              **evaluate(model, examples, batch_size=batch_size, seed=seed, log_jacobian=jacobian)}
     if n_importance is not None:
         if headline.exact or not headline.bounds_log_likelihood:
             why = "its log-likelihood is exact" if headline.exact else "it has no q(z|x) and p(z) to weigh samples by"
             raise VaekitError(f"--n-importance: a {run.model_config.model!r} model needs no importance sampling "
                               f"({why}); it applies to a vae")
         ll = log_likelihood(model, examples, n_importance, chunk_size=chunk_size, generator_seed=seed)
-        result["log_likelihood"] = float(ll.mean())
+        result["log_likelihood"] = float(ll.mean()) + jacobian
         result["gap"] = result["log_likelihood"] - result[headline.key]
         result["n_importance"] = n_importance
         result["log_likelihood_bits_per_dim"] = bits_per_dim(result["log_likelihood"], math.prod(shape))

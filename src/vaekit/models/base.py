@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ..batch import Batch, as_batch
 from ..config import ModelConfig
 from ..errors import VaekitError
+from .distributions import check_temperature, sample_with
 from .protocol import Headline
 
 
@@ -48,12 +49,18 @@ class ModelBase(nn.Module):
         return None
 
     @torch.inference_mode()
-    def sample(self, n: int, *, generator: torch.Generator | None = None, **conditions: Any) -> Tensor:
-        """Means of ``p(x|z)`` for ``n`` draws ``z ~ p(z)``: generation from the prior.
+    def sample(self, n: int, *, generator: torch.Generator | None = None, draw: bool = False,
+               temperature: float = 1.0, **conditions: Any) -> Tensor:
+        """Generation from the prior: ``n`` draws ``z ~ p(z)`` decoded to the means of ``p(x|z)``,
+        or with ``draw`` to draws ``x ~ p(x|z)`` (0/1 pixels from a Bernoulli, noisy values from a
+        Gaussian), all fixed by ``generator`` when one is given.
 
-        ``conditions`` (e.g. ``y=3`` for a conditional model) fill the batch ``decode`` sees;
-        a model refuses those it does not take.
+        ``temperature`` T scales the prior's standard deviation (:meth:`sample_latent`):
+        ``z ~ N(0, T^2 I)`` for the standard prior; 0 decodes the prior's mean. ``conditions``
+        (e.g. ``y=3`` for a conditional model) fill the batch ``decode`` sees; a model refuses
+        those it does not take.
         """
+        check_temperature(temperature)
         unknown = sorted(set(conditions) - set(self.conditions))
         if unknown:
             raise VaekitError(f"a {self.config.model!r} model takes no condition {unknown[0]!r}"
@@ -62,9 +69,16 @@ class ModelBase(nn.Module):
         if missing:
             raise VaekitError(f"a conditional model ('{self.config.model}') samples given {', '.join(missing)}: "
                               "a class (vaekit sample --label)")
-        z = self.prior.sample(n, generator)
+        z = self.sample_latent(n, generator, temperature=temperature)
         batch = {k: torch.as_tensor(v, device=z.device).expand(n) for k, v in conditions.items()}
-        return self.decode(z, batch).mean
+        px_z = self.decode(z, batch)
+        return sample_with(px_z, generator=generator, device=z.device) if draw else px_z.mean
+
+    @torch.inference_mode()
+    def sample_latent(self, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0) -> Tensor:
+        """The ``n`` latents :meth:`sample` decodes: ``z ~ p(z)``, its standard deviation times
+        ``temperature`` (see :meth:`vaekit.models.Prior.sample`)."""
+        return self.prior.sample(n, generator, temperature=temperature)
 
     @torch.inference_mode()
     def reconstruct(self, batch: Batch | Tensor) -> Tensor:

@@ -25,10 +25,10 @@ from torch import Tensor
 from torch.distributions import Independent, LowRankMultivariateNormal, Normal
 
 from ..batch import Batch, as_batch
-from ..config import ModelConfig
+from ..config import ModelConfig, size_model
 from ..errors import VaekitError
 from .base import DecoderModel, ModelBase
-from .distributions import DiagonalNormal, diag_normal
+from .distributions import DiagonalNormal, diag_normal, gaussian_noise
 from .likelihoods import make_likelihood
 from .networks import build_networks
 from .priors import build_prior
@@ -61,7 +61,7 @@ class Autoencoder(DecoderModel):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.config = config
+        self.config = config = size_model(config)[0]  # unset sizes chosen from data_shape
         self.encoder, self.decoder = build_networks(config)
         self.likelihood = make_likelihood(config.likelihood, config.data_shape, gaussian_variance=config.gaussian_variance)
         # An autoencoder has no prior; N(0, I) only draws codes for `sample`, and its codes
@@ -103,7 +103,7 @@ class PCA(ModelBase):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.config = config
+        self.config = config = size_model(config)[0]  # unset sizes chosen from data_shape
         d = math.prod(config.data_shape)
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("components", torch.zeros(config.latent_dim, d))  # (L, D), orthonormal rows
@@ -136,13 +136,10 @@ class PCA(ModelBase):
         return diag_normal(torch.zeros_like(self.explained_variance), self.explained_variance.sqrt())
 
     @torch.inference_mode()
-    def sample(self, n: int, *, generator: torch.Generator | None = None, **conditions) -> Tensor:
-        """Means of ``p(x|z)`` for scores ``z ~ N(0, diag(explained_variance))``."""
-        if conditions:
-            raise VaekitError(f"a 'pca' model takes no condition {sorted(conditions)[0]!r}")
-        device = self.mean.device if generator is None else generator.device
-        eps = torch.randn(n, self.latent_dim, generator=generator, device=device, dtype=self.mean.dtype)
-        return self.decode(eps.to(self.mean.device) * self.explained_variance.sqrt()).mean
+    def sample_latent(self, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0) -> Tensor:
+        """Scores ``z ~ N(0, T^2 diag(explained_variance))`` at temperature ``T``."""
+        eps = gaussian_noise((n, self.latent_dim), generator, like=self.mean)
+        return eps * (temperature * self.explained_variance.sqrt())
 
     def encode(self, batch: Batch | Tensor) -> DiagonalNormal:
         """A point mass at the scores ``U^T (x - mean)``."""

@@ -10,8 +10,10 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import Independent, Normal
+from torch.distributions import Distribution, Independent, Normal
 
+from ..errors import VaekitError
+from ..seeding import seeded
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -119,3 +121,34 @@ def kl_gaussian(loc1: Tensor, cov1: Tensor, loc2: Tensor, cov2: Tensor) -> Tenso
     logdet1 = 2 * chol1.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     logdet2 = 2 * chol2.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     return 0.5 * (trace + mahalanobis - k + logdet2 - logdet1)
+
+
+# -- draws fixed by a generator -------------------------------------------------------------------
+
+def gaussian_noise(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """``N(0, 1)`` noise of ``shape`` from ``generator`` (drawn on its device, so a CPU generator
+    gives the same numbers for a model on any device), in ``like``'s dtype and on its device."""
+    device = like.device if generator is None else generator.device
+    return torch.randn(tuple(shape), generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
+def sample_with(dist: Distribution, shape: tuple[int, ...] | torch.Size = (), *,
+                generator: torch.Generator | None = None, device: torch.device | None = None) -> Tensor:
+    """``dist.sample(shape)``, fixed by ``generator`` when one is given.
+
+    ``torch.distributions`` takes no generator, so the global random state is forked and seeded
+    from it: the draw is fixed by the generator and leaves the caller's random state as it was.
+    ``device``: where ``dist`` lives (its random state is forked too when it is a GPU).
+    """
+    if generator is None:
+        return dist.sample(shape)
+    seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+    with seeded(seed, device if device is not None else generator.device):
+        return dist.sample(shape)
+
+
+def check_temperature(temperature: float) -> float:
+    """Refuse a sampling temperature that is not a finite number at least 0 (one line)."""
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise VaekitError(f"temperature {temperature}: must be a finite number, at least 0")
+    return float(temperature)

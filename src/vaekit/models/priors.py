@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
 from ..errors import VaekitError
-from .distributions import LOG_2PI, DiagonalNormal, kl_diag_normal_standard_per_unit, standard_normal
+from .distributions import (LOG_2PI, DiagonalNormal, gaussian_noise, kl_diag_normal_standard_per_unit, sample_with,
+                            standard_normal)
 
 PRIORS: dict[str, Callable[[int], "Prior"]] = {}
 
@@ -85,21 +86,29 @@ class Prior(nn.Module):
         """``log p(z)``, summed over the latent units: ``(..., latent_dim) -> (...)``."""
         return self().log_prob(z)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` draws ``z ~ p(z)``, ``(n, latent_dim)``.
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0) -> Tensor:
+        """``n`` draws ``z ~ p(z)``, ``(n, latent_dim)``, fixed by ``generator`` when one is given
+        (the caller's random state is left as it was).
 
-        ``torch.distributions`` takes no generator, so with one the global random state is
-        forked and seeded from it: the draw is fixed by the generator and leaves the caller's
-        random state as it was.
+        ``temperature`` T scales the standard deviation of a Gaussian prior, or of each component
+        of a mixture of Gaussians (the component is drawn as usual): T = 0 gives the means, T = 1
+        the prior itself. Another prior has no temperature but 1, and refuses the rest.
         """
         pz = self()
-        if generator is None:
-            return pz.sample((n,))
-        seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
-        device = self._zero.device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            return pz.sample((n,))
+        if temperature == 1:
+            return sample_with(pz, (n,), generator=generator, device=self._zero.device)
+        mixture = isinstance(pz, MixtureSameFamily)
+        gaussian = pz.component_distribution if mixture else pz
+        base = gaussian.base_dist if isinstance(gaussian, Independent) else gaussian
+        if not isinstance(base, Normal):
+            raise VaekitError(f"temperature {temperature:g}: the {self.name or type(self).__name__!r} prior is "
+                              "neither Gaussian nor a mixture of Gaussians, so its only temperature is 1")
+        loc, scale = base.loc, base.scale
+        if mixture:  # (K, L): the draws' components, then their means and deviations
+            k = sample_with(pz.mixture_distribution, (n,), generator=generator, device=self._zero.device)
+            loc, scale = loc[k], scale[k]
+        return loc + temperature * scale * gaussian_noise((n, self.latent_dim), generator, like=loc)
 
     def kl(self, qz: DiagonalNormal, z: Tensor) -> Tensor:
         """``KL(q(z|x) || p(z))`` per example, ``(B,)``.
@@ -131,10 +140,10 @@ class StandardNormal(Prior):
     def log_prob(self, z: Tensor) -> Tensor:
         return -0.5 * (z.square() + LOG_2PI).sum(-1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        device = self._zero.device if generator is None else generator.device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device, dtype=self._zero.dtype)
-        return z.to(self._zero.device)
+    def sample(self, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0) -> Tensor:
+        """``n`` draws of ``N(0, T^2 I)`` at temperature ``T``."""
+        z = gaussian_noise((n, self.latent_dim), generator, like=self._zero)
+        return z if temperature == 1 else temperature * z
 
     def kl(self, qz: DiagonalNormal, z: Tensor | None = None) -> Tensor:
         return self.kl_per_unit(qz).sum(-1)

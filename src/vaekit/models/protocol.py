@@ -88,7 +88,9 @@ class Model(Protocol):
         (with ``n_samples`` K as a third argument when the run draws K per example)."""
 
     def sample(self, n: int, *, generator: torch.Generator | None = None, **conditions: Any) -> Tensor:
-        """Means of ``p(x|z)`` for ``n`` draws of the prior (and the given conditions)."""
+        """Means of ``p(x|z)`` for ``n`` draws of the prior (and the given conditions). vaekit's
+        models also take ``draw=True`` (draws of ``p(x|z)``) and ``temperature=T``; the command
+        line passes them only when asked, so a model may leave them out."""
 
     def reconstruct(self, batch: Batch) -> Tensor:
         """Means of ``p(x|z)`` at ``z = E_q[z]``."""

@@ -15,16 +15,16 @@ importance-weighted bound its log-mean-exp.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ..batch import Batch, as_batch
-from ..config import ModelConfig
+from ..config import ModelConfig, size_model
 from ..errors import VaekitError
 from .base import DecoderModel
-from .distributions import DiagonalNormal
+from .distributions import DiagonalNormal, gaussian_noise
 from .likelihoods import make_likelihood
 from .networks import GaussianEncoder, build_networks, mlp_layers
 from .priors import build_prior
@@ -63,7 +63,7 @@ class TwoLayerVAE(DecoderModel):
         if config.prior == "vamp":
             raise VaekitError("--prior vamp with --latent-dims: the VampPrior is for one stochastic layer; "
                               "use --prior standard or mog")
-        self.config = config
+        self.config = config = size_model(config)[0]  # unset sizes chosen from data_shape
         L1, L2 = config.latent_dims
         self.encoder, self.decoder = build_networks(config)  # q(z1|x), p(x|z1): config.latent_dim is L1
         self.encoder_top = _gaussian_layer(L1, config.hidden_top, L2, config.activation)  # q(z2|z1)
@@ -127,12 +127,8 @@ class TwoLayerVAE(DecoderModel):
         return torch.randn(*shape, generator=generator)
 
     @torch.inference_mode()
-    def sample(self, n: int, *, generator: torch.Generator | None = None, **conditions: Any) -> Tensor:
-        """Means of ``p(x|z1)`` for ``z2 ~ p(z2)``, ``z1 ~ p(z1|z2)``."""
-        if conditions:
-            raise VaekitError(f"this model takes no condition {sorted(conditions)[0]!r}")
-        z2 = self.prior.sample(n, generator)
-        pz1 = self.decoder_top(z2)
-        device = pz1.loc.device if generator is None else generator.device
-        eps = torch.randn(pz1.loc.shape, generator=generator, device=device, dtype=pz1.loc.dtype).to(pz1.loc.device)
-        return self.decode(pz1.loc + pz1.scale * eps).mean
+    def sample_latent(self, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0) -> Tensor:
+        """``z1 ~ p(z1|z2)`` for ``z2 ~ p(z2)``, the standard deviations of both layers times
+        ``temperature``."""
+        pz1 = self.decoder_top(self.prior.sample(n, generator, temperature=temperature))
+        return pz1.loc + temperature * pz1.scale * gaussian_noise(pz1.loc.shape, generator, like=pz1.loc)

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from ..batch import Batch, as_batch
-from ..config import ModelConfig
+from ..config import ModelConfig, size_model
 from ..errors import VaekitError
 from .base import DecoderModel, ModelBase
 from .distributions import LOG_2PI, DiagonalNormal
@@ -87,7 +87,7 @@ class VAE(DecoderModel):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.config = config
+        self.config = config = size_model(config)[0]  # unset sizes chosen from data_shape
         # conditioned on labels (a conditional VAE, --model cvae) when the config counts classes
         self.conditions = ("y",) if config.n_classes else ()
         self.encoder, self.decoder = build_networks(config)

@@ -3,8 +3,12 @@
 Tensors (the model, the optimizer's state, the random generator's state, a partial epoch's
 sums) are safetensors tensors; counters, the optimizer's hyperparameters and the scheduler's
 state are JSON in the file's metadata. Nothing is unpickled on load, so a checkpoint executes
-no code. Files are written atomically (temporary file, flush, fsync, rename, fsync of the
-folder): a run killed at any instant leaves the previous checkpoint readable.
+no code. Files are written atomically (temporary file, fsync, rename): a run killed at any
+instant leaves the previous checkpoint readable.
+
+The best checkpoint (``BEST``) is the weights alone, in the format of the run's
+``model.safetensors`` (its metadata names the epoch and the validation figure): evaluating
+needs no optimizer state, and only the last checkpoint is ever resumed.
 """
 
 from __future__ import annotations
@@ -17,10 +21,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
 
 from ..errors import VaekitError
-from ..runs import atomic_write_bytes
+from ..runs import Staged, safetensors_parts, stage
 
 FORMAT = "vaekit-checkpoint-1"
 LAST = "checkpoint-last.safetensors"
@@ -41,7 +44,7 @@ class Progress:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def save_checkpoint(
+def stage_checkpoint(
     path: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -49,20 +52,20 @@ def save_checkpoint(
     progress: Progress,
     generators: dict[str, torch.Generator],
     tensors: dict[str, torch.Tensor] | None = None,
-) -> None:
-    """Write a checkpoint of the whole training state to ``path``, atomically."""
+) -> Staged:
+    """Write a checkpoint of the whole training state beside ``path``; commit it
+    (:meth:`vaekit.runs.Staged.commit`) to put it in place, atomically."""
     blobs: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
-        blobs[f"model/{k}"] = v.detach().contiguous().cpu()
+        blobs[f"model/{k}"] = v
     opt = optimizer.state_dict()
     for idx, state in opt["state"].items():
         for k, v in state.items():
-            t = v if torch.is_tensor(v) else torch.tensor(v)
-            blobs[f"optim/{idx}/{k}"] = t.detach().contiguous().cpu()
+            blobs[f"optim/{idx}/{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
     for name, g in generators.items():
         blobs[f"rng/{name}"] = g.get_state()
     for k, v in (tensors or {}).items():
-        blobs[f"extra/{k}"] = v.detach().contiguous().cpu()
+        blobs[f"extra/{k}"] = v
     meta = {
         "format": FORMAT,
         "progress": json.dumps(asdict(progress)),
@@ -73,9 +76,9 @@ def save_checkpoint(
     crash_after = None
     if crash:
         nth, nbytes = (int(v) for v in crash.split(":"))
-        save_checkpoint.count = getattr(save_checkpoint, "count", 0) + 1
-        crash_after = nbytes if save_checkpoint.count == nth else None
-    atomic_write_bytes(path, save(blobs, metadata=meta), crash_after=crash_after)
+        stage_checkpoint.count = getattr(stage_checkpoint, "count", 0) + 1
+        crash_after = nbytes if stage_checkpoint.count == nth else None
+    return stage(path, safetensors_parts(blobs, meta), crash_after=crash_after)
 
 
 @dataclass

@@ -13,9 +13,9 @@ batched by index: no per-example Python, no DataLoader.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,8 +26,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .. import runs
 from ..batch import Batch
-from ..config import OBJECTIVES, TrainConfig
+from ..config import OBJECTIVES, TrainConfig, size_training
 from ..data.examples import Examples, as_examples
 from ..errors import VaekitError
 from ..evaluation.metrics import evaluate
@@ -41,6 +42,9 @@ from .schedules import kl_beta, lr_factor
 Callback = Callable[[dict[str, Any], torch.nn.Module], None]
 BatchHook = Callable[[int, Batch], Batch]
 
+
+log = logging.getLogger("vaekit")
+LINE_EVERY_S = 30.0  # without a terminal, a plain progress line at most this often
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam with the config's rate, betas and eps; the fused kernel updates all parameters at once
@@ -75,6 +79,7 @@ class _Run:
     names: tuple[str, ...] = ()  # the model's terms, in the order of the epoch's sums
     partial: Tensor | None = None  # a resumed epoch's sums so far (global, with the count last)
     owns_group: bool = False  # this fit created the process group, and destroys it
+    checkpoint_seconds: float = 0.0  # the current epoch's time spent writing checkpoints
     # the objective's options, passed to the model only when they are not the plain ELBO's
     loss_options: dict[str, Any] = field(default_factory=dict)
 
@@ -111,18 +116,20 @@ def fit(
     callback : ``callback(row, model)`` after every epoch, with the metrics row (rank 0 only)
     batch_hook : ``batch_hook(step, batch) -> batch`` before every step (inspection, fault injection)
     progress : a progress bar; default: when stderr is a terminal
-    checkpoint_dir : where ``checkpoint-last`` (every epoch, and every ``checkpoint_every``
-        steps) and ``checkpoint-best`` (best validation figure) are written
+    checkpoint_dir : where ``checkpoint-last`` (the whole training state, every epoch, and every
+        ``checkpoint_every`` steps) and ``checkpoint-best`` (the weights alone, whenever the
+        validation figure improves) are written; the time spent is each row's
+        ``checkpoint_seconds`` (their flush to disk overlaps the next epoch)
     resume : continue from ``checkpoint_dir``'s last checkpoint
 
     Returns
     -------
     list of dict, the metrics rows of the epochs run by this call.
     """
-    cfg = config or TrainConfig()
     check_model(model)
     train = as_examples(train)
     val = None if val is None else as_examples(val)
+    cfg = size_training(config or TrainConfig(), len(train), val is not None)[0]
     with flush_denormal():
         run = _start(model, train, cfg, checkpoint_dir, resume)
         finished = False
@@ -131,7 +138,10 @@ def fit(
             finished = True
             return rows
         finally:
-            leave(run.owns_group, finished)
+            try:
+                runs.wait_for_writes()  # every checkpoint in its place, whichever way fit ends
+            finally:
+                leave(run.owns_group, finished)
 
 
 def _epochs(run: _Run, train: Examples, val: Examples | None, callback: Callback | None,
@@ -142,25 +152,32 @@ def _epochs(run: _Run, train: Examples, val: Examples | None, callback: Callback
         train = train.to(run.device)
     show = (sys.stderr.isatty() if progress is None else progress) and run.world.is_main
     rows: list[dict[str, Any]] = []
-    started = time.perf_counter()
+    started = said = time.perf_counter()
     bar = tqdm(range(run.state.epoch + 1, cfg.epochs + 1), desc="train", unit="epoch", disable=not show,
                file=sys.stderr)
     for epoch in bar:
         t0 = time.perf_counter()
+        run.checkpoint_seconds = 0.0
         sums = _run_epoch(run, train, epoch, batch_hook)
         row = _epoch_row(run, epoch, sums)
         improved = _validate(run, val, row)
         row.update(beta=kl_beta(cfg, run.state.step), lr=run.optimizer.param_groups[0]["lr"],
-                   nan_skipped=run.state.nan_skipped, seconds=time.perf_counter() - t0)
-        rows.append(row)
-        if run.world.is_main and callback is not None:
-            callback(row, model)
-        _save(run, ckpt.LAST)
-        if improved:
-            _keep_best(run)
+                   nan_skipped=run.state.nan_skipped, seconds=time.perf_counter() - t0 - run.checkpoint_seconds)
+        t1 = time.perf_counter()
+        staged = _stage_last(run) + (_stage_best(run, row) if improved else [])
+        with runs.committed_after(staged):  # in place once the callback has logged the epoch
+            row["checkpoint_seconds"] = run.checkpoint_seconds + time.perf_counter() - t1
+            rows.append(row)
+            if run.world.is_main and callback is not None:
+                callback(row, model)
         key = model.headline.key
         bar.set_postfix({key: f"{row[f'train_{key}']:.2f}", "val": f"{row.get(f'val_{key}', math.nan):.2f}"})
-        if cfg.patience is not None and run.state.bad_epochs >= cfg.patience:
+        if not show and run.world.is_main and (not rows[:-1] or time.perf_counter() - said >= LINE_EVERY_S):
+            said = time.perf_counter()  # without a bar: one plain line an epoch, at most one each 30 s
+            log.info("epoch %d/%d, step %d: train %s %.2f%s (%.0f s)", epoch, cfg.epochs, run.state.step, key,
+                     row[f"train_{key}"], f", val {row[f'val_{key}']:.2f}" if f"val_{key}" in row else "",
+                     said - started)
+        if cfg.patience and run.state.bad_epochs >= cfg.patience:
             row["stopped_early"] = True
             break
         if cfg.max_seconds is not None and _out_of_time(run, time.perf_counter() - started):
@@ -175,9 +192,23 @@ def _out_of_time(run: _Run, seconds: float) -> bool:
     return bool(all_reduce_sum(late, run.world).item() > 0)
 
 
-def _start(model, train: Examples, cfg: TrainConfig, checkpoint_dir, resume: bool) -> _Run:
-    """Device, process group, optimizer, schedule and generator; restored from the last
-    checkpoint when resuming."""
+def _loss_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The objective's options, passed to the model only when they are not the plain ELBO's."""
+    return {} if (cfg.objective, cfg.n_samples) == ("elbo", 1) else {"objective": cfg.objective, "n_samples": cfg.n_samples}
+
+
+def check_training(model, cfg: TrainConfig, train: Examples | None = None) -> None:
+    """Refuse training options that do not fit each other or the model, before any work: the
+    options alone, then (given training data) the model's own loss on two examples, which
+    refuses what it cannot do (free bits without a closed-form KL, say)."""
+    _check_options(model, cfg)
+    if train is not None and len(train):
+        with torch.random.fork_rng(devices=[]), torch.no_grad():  # the run's random state untouched
+            model.training_loss(next(train.head(2).batches(2, model.device)), beta=cfg.beta, free_bits=cfg.free_bits,
+                                **_loss_options(cfg))
+
+
+def _check_options(model, cfg: TrainConfig) -> None:
     if cfg.on_nan not in ("stop", "skip"):
         raise VaekitError(f"--on-nan {cfg.on_nan}: choose stop or skip")
     if not model.trains_by_gradient:
@@ -192,6 +223,12 @@ def _start(model, train: Examples, cfg: TrainConfig, checkpoint_dir, resume: boo
     if cfg.objective != "elbo" and not model.headline.bounds_log_likelihood:
         raise VaekitError(f"--objective {cfg.objective}: a {model.config.model!r} model has no importance weights; "
                           "it applies to a vae")
+
+
+def _start(model, train: Examples, cfg: TrainConfig, checkpoint_dir, resume: bool) -> _Run:
+    """Device, process group, optimizer, schedule and generator; restored from the last
+    checkpoint when resuming."""
+    _check_options(model, cfg)
     world = world_from_env()
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world.enabled:
@@ -210,8 +247,7 @@ def _start(model, train: Examples, cfg: TrainConfig, checkpoint_dir, resume: boo
     run = _Run(model, net, cfg, world, device, optimizer, scheduler, gen, gen.get_state(), ckpt.Progress(), out,
                params=[p for p in model.parameters() if p.requires_grad], n_batches=n_batches,
                scheduled=cfg.lr_schedule != "constant" or cfg.lr_warmup_steps > 0, owns_group=owns_group,
-               loss_options={} if (cfg.objective, cfg.n_samples) == ("elbo", 1)
-               else {"objective": cfg.objective, "n_samples": cfg.n_samples})
+               loss_options=_loss_options(cfg))
     if resume:
         if out is None:
             raise VaekitError("resume needs the run's checkpoint folder")
@@ -264,7 +300,7 @@ def _run_epoch(run: _Run, train: Examples, epoch: int, batch_hook: BatchHook | N
         run.state.batch = b + 1
         if cfg.checkpoint_every and run.state.step % cfg.checkpoint_every == 0 and run.state.batch < run.n_batches \
                 and batch_sums is not None:
-            _save(run, ckpt.LAST, all_reduce_sum(sums.clone(), run.world))  # every process joins the sum
+            _save_mid_epoch(run, all_reduce_sum(sums.clone(), run.world))  # every process joins the sum
     run.state.batch = 0
     run.state.epoch = epoch
     if sums is None:
@@ -345,6 +381,7 @@ def _nonfinite_term(terms, headline: str) -> str:
 def _skip_or_stop(run: _Run, bad: str, epoch: int) -> None:
     """``--on-nan stop`` raises naming where and what; ``skip`` counts the batch and goes on."""
     if run.cfg.on_nan == "stop":
+        runs.wait_for_writes()  # the last checkpoint's commit may be still under way
         last = run.out / ckpt.LAST if run.out is not None else None
         kept = f"; the last good checkpoint is {last}" if last is not None and last.exists() else ""
         raise VaekitError(f"non-finite {bad} at epoch {epoch}, step {run.state.step + 1}: training stopped{kept}; "
@@ -378,24 +415,36 @@ def _validate(run: _Run, val: Examples | None, row: dict[str, Any]) -> bool:
     return False
 
 
-def _save(run: _Run, name: str, sums: Tensor | None = None) -> None:
-    """The whole training state to ``name`` in the checkpoint folder (rank 0), atomically."""
-    if run.out is None or not run.world.is_main:
-        return
+def _writes(run: _Run) -> bool:
+    """Whether this process writes checkpoints: rank 0, given a folder."""
+    return run.out is not None and run.world.is_main
+
+
+def _stage_last(run: _Run, sums: Tensor | None = None) -> list[runs.Staged]:
+    """The whole training state, staged as the last checkpoint (committed by the caller)."""
+    if not _writes(run):
+        return []
     extra = {"epoch_sums_counted": sums} if sums is not None else {}
     epoch_start = torch.Generator()
     epoch_start.set_state(run.epoch_start)
-    ckpt.save_checkpoint(run.out / name, run.model, run.optimizer, run.scheduler, run.state,
-                         {"gen": run.gen, "gen_epoch_start": epoch_start}, extra)
+    return [ckpt.stage_checkpoint(run.out / ckpt.LAST, run.model, run.optimizer, run.scheduler, run.state,
+                                  {"gen": run.gen, "gen_epoch_start": epoch_start}, extra)]
 
 
-def _keep_best(run: _Run) -> None:
-    """The last checkpoint, just written, is the best so far: keep a copy beside it."""
-    if run.out is None or not run.world.is_main:
-        return
-    tmp = run.out / f".{ckpt.BEST}.tmp"
-    shutil.copyfile(run.out / ckpt.LAST, tmp)
-    os.replace(tmp, run.out / ckpt.BEST)
+def _stage_best(run: _Run, row: dict[str, Any]) -> list[runs.Staged]:
+    """The weights alone, staged as the best checkpoint, with the epoch and its validation figure."""
+    if not _writes(run):
+        return []
+    key = f"val_{run.model.headline.key}"
+    meta = {"epoch": str(run.state.epoch), "step": str(run.state.step), key: repr(float(row[key]))}
+    return [runs.stage_weights(run.model, run.out / ckpt.BEST, meta)]
+
+
+def _save_mid_epoch(run: _Run, sums: Tensor) -> None:
+    """A checkpoint inside an epoch, with the epoch's sums so far; its time counts in the epoch's row."""
+    t0 = time.perf_counter()
+    runs.commit_later(_stage_last(run, sums))
+    run.checkpoint_seconds += time.perf_counter() - t0
 
 
 __all__ = ["fit", "make_optimizer"]

@@ -9,10 +9,8 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from ..config import TrainConfig
+from ..config import LR_SCHEDULES, TrainConfig
 from ..errors import VaekitError
-
-LR_SCHEDULES = ("constant", "cosine", "step", "burda")
 
 
 def burda_stage(epoch: int) -> int:
