@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save
 
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .errors import VaekitError
@@ -178,26 +178,9 @@ def committed_after(files: list[Staged]) -> Iterator[None]:
     commit_later(files)
 
 
-_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-           torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-           torch.bool: "BOOL"}
-
-
 def safetensors_parts(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> list[Any]:
-    """``tensors`` as the pieces of a safetensors file: its header, then each tensor's bytes where
-    they lie (no copies; ``safetensors.torch.save`` copies everything twice). Wider types come
-    first, so that every tensor starts at a multiple of its element's size."""
-    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
-    parts: list[Any] = []
-    offset = 0
-    for name, t in sorted(tensors.items(), key=lambda kv: -kv[1].element_size()):
-        data = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + data.nbytes]}
-        offset += data.nbytes
-        parts.append(data)
-    head = json.dumps(header, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)  # the data start 8-byte aligned
-    return [len(head).to_bytes(8, "little"), head, *parts]
+    """``tensors`` as the bytes of a safetensors file (``safetensors.torch.save``), for :func:`stage`."""
+    return [save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)]
 
 
 def write_json(path: Path, obj: Any) -> None:
