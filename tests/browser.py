@@ -52,13 +52,18 @@ def console_errors(driver) -> list[str]:
 
 
 def failed_requests(driver) -> list[str]:
-    """URLs of requests that failed to load, or answered 4xx/5xx, since the last call."""
+    """``URL: why`` of the page's requests (those a frame of the page made) that failed to load
+    or answered 4xx/5xx, since the last call. Chromium's own background requests, which this
+    machine's closed network refuses, are not the page's and are left out."""
+    sent: dict[str, str] = {}  # requestId -> URL, for the page's requests
     failed = []
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
         params = message.get("params", {})
-        if message["method"] == "Network.loadingFailed":
-            failed.append(f"{params.get('requestId')}: {params.get('errorText')}")
+        if message["method"] == "Network.requestWillBeSent" and params.get("frameId"):
+            sent[params["requestId"]] = params["request"]["url"]
+        elif message["method"] == "Network.loadingFailed" and params.get("requestId") in sent:
+            failed.append(f"{sent[params['requestId']]}: {params.get('errorText')}")
         elif message["method"] == "Network.responseReceived" and params["response"]["status"] >= 400:
             failed.append(f"{params['response']['url']}: {params['response']['status']}")
     return failed
