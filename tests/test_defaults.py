@@ -122,3 +122,22 @@ def test_samples_and_reconstructions_come_back_in_the_data_units(tmp_path):
     assert main(["reconstruct", run, "-n", "300", "-o", str(tmp_path / "r.npy")]) == 0
     r = np.load(tmp_path / "r.npy")
     assert r.shape == (300, 2) and np.abs(r - x).mean(0)[0] < 100 and np.abs(r - x).mean(0)[1] < 0.01
+
+
+def test_a_run_written_before_these_defaults_keeps_no_early_stopping(tmp_path):
+    """In an older config.json (no max_steps) a missing patience meant none; resuming it must not
+    start stopping early, while a new run's recorded patience is kept as it is."""
+    import json
+
+    from vaekit.training.job import _read_run
+
+    run = tmp_path / "r"
+    vaekit.train(ModelConfig(latent_dim=2, hidden=(8,)), TrainConfig(data="digits", epochs=1, device="cpu"), run,
+                 progress=False)
+    info = json.loads((run / "config.json").read_text())
+    assert info["train"]["patience"] == 31 and info["train"]["max_steps"] is None  # chosen, recorded
+    assert _read_run(run)[2].patience == 31
+    del info["train"]["max_steps"]
+    info["train"]["patience"] = None
+    (run / "config.json").write_text(json.dumps(info))
+    assert _read_run(run)[2].patience == 0

@@ -104,7 +104,7 @@ class TrainConfig:
 #: epochs at 1e-3 * 10^(-i/7), the output bias at the data's mean (vaekit always starts there).
 #: ``vaekit train --preset NAME`` takes these as its defaults; every flag overrides its own.
 _BURDA_TRAIN = {"batch_size": 20, "lr": 1e-3, "adam_beta2": 0.999, "adam_eps": 1e-4, "lr_schedule": "burda",
-                "epochs": 3280, "binarize": "dynamic"}
+                "epochs": 3280, "binarize": "dynamic", "patience": 0}  # the whole schedule: no early stopping
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "burda-1layer": {  # 784-200-200-50
         "model": {"hidden": (200, 200), "latent_dim": 50, "activation": "tanh", "likelihood": "bernoulli"},

@@ -194,7 +194,11 @@ def resume(
 def _read_run(out: Path) -> tuple[dict[str, Any], ModelConfig, TrainConfig]:
     try:
         info = json.loads((out / runs.CONFIG).read_text())
-        return info, from_dict(ModelConfig, info["model"]), from_dict(TrainConfig, info["train"])
+        train_config = from_dict(TrainConfig, info["train"])
+        if "max_steps" not in info["train"] and train_config.patience is None:
+            # written before defaults were chosen from the data, when no patience meant none
+            train_config = dataclasses.replace(train_config, patience=0)
+        return info, from_dict(ModelConfig, info["model"]), train_config
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise VaekitError(f"{out}: not a run directory to resume ({type(e).__name__}: {e})") from None
 
