@@ -170,7 +170,8 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=1000, help="importance samples for tables")
     p.add_argument("--k-images", type=int, default=200, help="importance samples for images")
     p.add_argument("--parts", nargs="+", default=["quick-start", "tables", "images"],
-                   choices=["quick-start", "tables", "images"], help="what to run (the others are kept from --out)")
+                   choices=["quick-start", "tables", "images", "none"],
+                   help="what to run (the others are kept from --out; none: only rewrite user_data.md)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,14 +192,51 @@ def main(argv=None) -> int:
         results["images"] = images(out, Path(args.mnist_dir), args.k_images, clf)
     else:
         print("MNIST cases skipped: pass --mnist-dir", file=sys.stderr)
-    results["meta"] = {"command": "python benchmarks/user_data.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    results["meta"] = results.get("meta", {}) if args.parts == ["none"] else {"command": "python benchmarks/user_data.py " + " ".join(sys.argv[1:] if argv is None else argv),
                        "started": started, "finished": dt.datetime.now().isoformat(timespec="seconds"),
                        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores",
                        "load_average_start": load0, "load_average_end": os.getloadavg()[0],
                        "k": args.k, "k_images": args.k_images}
     saved.write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+    (out / "user_data.md").write_text(markdown(results))
+    print(markdown(results))
     return 0
+
+
+def markdown(results: dict) -> str:
+    """The figures as the tables in benchmarks/RESULTS.md."""
+    meta = results["meta"]
+    lines = [f"Command: `{meta['command']}`  ", f"Machine: {meta['machine']}; {meta['started']} to {meta['finished']}; "
+             f"load average {meta['load_average_start']:.2f} at the start, {meta['load_average_end']:.2f} at the end.", ""]
+    if "tables" in results:
+        lines += [f"Held-out log p(x) (nats per example, fresh points; vaekit: K = {meta['k']}), default flags:", "",
+                  "| data | vaekit (chosen: widths, latent, batch; epochs run) | vaekit ELBO | baselines |", "|---|---|---|---|"]
+        for r in results["tables"]:
+            base = "; ".join(f"{k} {v:.2f}" for k, v in r["baselines"].items())
+            lines.append(f"| {r['case']} | **{r['vaekit_ll']:.2f}** ({'-'.join(map(str, r['hidden']))}, {r['latent']}, "
+                         f"{r['batch']}; {r['epochs']}) | {r['vaekit_elbo']:.2f} | {base} |")
+        lines.append("")
+    if "images" in results:
+        lines += [f"Images (Bernoulli likelihood on grey levels; 1000 fresh MNIST test digits, K = {meta['k_images']}):",
+                  "", "| data | flags | widths, latent, batch; epochs | held-out log p(x) | ELBO | reconstructions read right |",
+                  "|---|---|---|---|---|---|"]
+        for r in results["images"]:
+            if "who" not in r:
+                lines.append(f"| {r['case']} | | | | | {r['read_right']:.3f} |")
+                continue
+            lines.append(f"| {r['case']} | {r['who']} | {'-'.join(map(str, r['hidden']))}, {r['latent']}, {r['batch']}; "
+                         f"{r['epochs']} | {r['vaekit_ll']:.2f} | {r['vaekit_elbo']:.2f} | {r['read_right']:.3f} |")
+        lines.append("")
+    if "quick_start" in results:
+        lines += ["Quick start (built-in digits; reconstructions of the 359 test digits read by a logistic regression "
+                  "trained on the real training digits):", "",
+                  "| run | wall s (train + figures) | epochs | test ELBO | reconstructions read right |", "|---|---|---|---|---|"]
+        for r in results["quick_start"]:
+            if "wall_s" not in r:
+                lines.append(f"| {r['case']} | | | | {r['read_right']:.3f} |")
+                continue
+            lines.append(f"| {r['case']} | {r['wall_s']:.1f} | {r['epochs']} | {r['vaekit_elbo']:.2f} | {r['read_right']:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -465,13 +465,16 @@ def test_every_command_has_an_end_to_end_test(capsys, tmp_path):
         "encode": ((run, "-o", tmp_path / "z.npy"), tmp_path / "z.npy"),
         "score": ((run, "-o", tmp_path / "scores.csv", "--n-samples", 2), tmp_path / "scores.csv"),
         "interpolate": ((run, "--pairs", 1, "--steps", 3, "-o", tmp_path / "i.npy"), tmp_path / "i.npy"),
+        "plot": ((run, "--kind", "samples", "-n", 4, "-o", tmp_path / "p.png"), tmp_path / "p.png"),
+        "report": ((run, "--no-figures", "-o", tmp_path / "r.html"), tmp_path / "r.html"),
+        "serve": ((run, "--port", 0), None),  # in a process of its own, stopped by Ctrl-C once it answers
     }
     assert set(COMMANDS) <= set(cases), f"commands with no end-to-end case here: {sorted(set(COMMANDS) - set(cases))}"
     assert set(cases) <= set(COMMANDS), f"cases for commands that no longer exist: {sorted(set(cases) - set(COMMANDS))}"
     out = {}
     for command in ["train", *sorted(set(cases) - {"train"})]:  # train first: the others read its run
         argv, writes = cases[command]
-        out[command] = ok(capsys, command, *argv).out
+        out[command] = _serve_until_it_answers(*argv) if command == "serve" else ok(capsys, command, *argv).out
         if writes is not None:
             assert writes.is_file() and writes.stat().st_size > 0, (command, writes)
     assert json.loads(out["evaluate"])["n_examples"] == 20
@@ -479,4 +482,33 @@ def test_every_command_has_an_end_to_end_test(capsys, tmp_path):
     assert load_npy(tmp_path / "r.npy").shape == (4, 1, 8, 8)
     assert load_npy(tmp_path / "z.npy").shape == (N_TEST, LATENT_DIM)
     assert load_npy(tmp_path / "i.npy").shape == (3, 1, 8, 8)
+    assert out["plot"].strip() == str(tmp_path / "p.png")
     assert len(list(csv.reader((tmp_path / "scores.csv").open()))) == 1 + N_TEST
+    assert json.loads(out["serve"])["latent_dim"] == LATENT_DIM
+
+
+def _serve_until_it_answers(*argv: object) -> str:
+    """``vaekit serve`` in a process of its own: what its page info says once it answers; then
+    Ctrl-C stops it, and it must exit with status 0."""
+    import re
+    import signal
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "vaekit", "serve", *map(str, argv)], stderr=subprocess.PIPE, text=True)
+    try:
+        said = ""
+        while not (url := re.search(r"http://[^/\s]+/", said)):
+            line = proc.stderr.readline()
+            assert line, f"vaekit serve ended before it listened: {said}"
+            said += line
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
+        with opener.open(url.group(0) + "info", timeout=60) as r:
+            info = r.read().decode()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, proc.stderr.read()
+        assert "stopped serving" in proc.stderr.read()
+        return info
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -29,11 +29,12 @@ from conftest import TINY_MODEL
 from vaekit import runs
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.errors import RunFinished
+from vaekit.report import REPORT
 from vaekit.training import checkpoint as ckpt
 from vaekit.training import resume, train
 
 MODEL = ModelConfig(latent_dim=4, hidden=(32,), likelihood="bernoulli")
-RUN_FILES = {runs.CONFIG, runs.WEIGHTS, runs.METRICS, runs.SUMMARY, ckpt.LAST, ckpt.BEST}
+RUN_FILES = {runs.CONFIG, runs.WEIGHTS, runs.METRICS, runs.SUMMARY, ckpt.LAST, ckpt.BEST, REPORT}
 
 
 def config(**changes) -> TrainConfig:
@@ -222,7 +223,7 @@ def test_ctrl_c_prints_the_command_that_resumes(capsys, monkeypatch, tmp_path, a
         assert not run.exists()
         return
     assert last == f"vaekit: interrupted; resume with: vaekit train --resume {run}"
-    assert {p.name for p in run.iterdir()} == RUN_FILES - {runs.SUMMARY}  # no temporary left
+    assert {p.name for p in run.iterdir()} == RUN_FILES - {runs.SUMMARY, REPORT}  # no temporary left
     assert ckpt.load_checkpoint(run / ckpt.LAST).progress.epoch == 1
     monkeypatch.setattr(runs.MetricsWriter, "write", write)
     assert vaekit_cli(capsys, "train", "--resume", run).code == 0

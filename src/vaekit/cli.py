@@ -59,6 +59,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    """``--port``: a TCP port, 0 to 65535 (0: any free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0 to 65535)")
+    return value
+
+
 def _names(builtin: tuple[str, ...], module: str, registry: str) -> list[str]:
     """The names an option takes: the built-in ones, and any registered since when ``module``
     (which holds the dict ``registry``) is loaded already. Never imports it: the parser, and so
@@ -102,6 +113,20 @@ def _add_id_column(p: argparse.ArgumentParser) -> None:
                    help="a .csv/.tsv column naming the rows (its header name, or its 0-based index without a "
                    "header): written, as it is, as the first column of a .csv output, and never a feature (a run "
                    "trained with --id-column keeps its id column out of the features either way)")
+
+
+#: ``vaekit plot --kind``: the keys and captions of ``vaekit.figures.KINDS``, kept here so that the
+#: parser never imports matplotlib (tests/test_figures.py checks that the two agree)
+_PLOT_KINDS = {
+    "reconstructions": "held-out inputs beside their reconstructions",
+    "samples": "decoded draws from the prior (--temperature)",
+    "interpolations": "linear and spherical paths between the encodings of held-out pairs",
+    "latent": "held-out latent means by label, projected to 2-D, with q(z|x) ellipses",
+    "manifold": "a decoded grid over a 2-D latent at the prior's quantiles",
+    "traversals": "one latent unit at a time from -3 to +3 standard deviations",
+    "kl-per-unit": "the mean KL of each latent unit, with the active threshold",
+    "curves": "the training curves of metrics.csv",
+}
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -336,6 +361,57 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=10, help="points per line, ends included (default: %(default)s)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .png grid or a .npy array")
     _add_device(p)
+
+    p = sub.add_parser("plot", help="draw one figure of a run (.png or .svg)",
+                       description="Draw one figure of a run: images as tile grids, tables as plots per feature "
+                       "in the data's units. Kinds: " + "; ".join(f"{k}, {v}" for k, v in _PLOT_KINDS.items()))
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    p.add_argument("--kind", required=True, choices=list(_PLOT_KINDS), metavar="KIND",
+                   help=f"which figure: {', '.join(_PLOT_KINDS)}")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .png or .svg file")
+    _add_data(p, None)
+    p.add_argument("--seed", type=int, default=0,
+                   help="chooses the examples, pairs and prior draws: the same seed, the same figure (default: %(default)s)")
+    p.add_argument("--temperature", type=_temperature, default=1.0, metavar="T",
+                   help="for --kind samples: scale the prior's standard deviation by T (default: %(default)s)")
+    p.add_argument("-n", "--n", type=_positive_int, metavar="N",
+                   help="how many, by kind: examples (reconstructions, latent, kl-per-unit), samples, pairs "
+                   "(interpolations), the grid's side (manifold), units (traversals) (default: chosen by kind)")
+    p.add_argument("--projection", default="pca", choices=["pca", "umap"],
+                   help="for --kind latent with more than 2 latent dimensions: pca, or umap (needs umap-learn) "
+                   "(default: %(default)s)")
+    _add_device(p)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of a run, or of several side by side",
+                       description="Write one HTML file that needs nothing else (images embedded, no external "
+                       "address): the metrics (ELBO and its parts, bits per dimension, log p(x) where estimated, "
+                       "active units, probe accuracy), the training curves, every figure that applies with a sentence "
+                       "on what it shows, the configuration, the data and the versions. Several runs compare: a "
+                       "column per run. The figures come from each run's summary.json, then its evaluation.json if "
+                       "it holds one (vaekit evaluate RUN --json > RUN/evaluation.json); what neither has is "
+                       "measured. vaekit train writes RUN/report.html itself.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories, one column each")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .html file to write")
+    p.add_argument("--n-importance", type=_positive_int, metavar="K",
+                   help="also estimate log p(x) by importance sampling with K samples of q(z|x), and the gap "
+                   "(as vaekit evaluate --n-importance)")
+    _add_data(p, None)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the evaluation's noise and of the figures' examples and draws (default: %(default)s)")
+    p.add_argument("--no-figures", action="store_true", help="metrics, training curves and configuration only, no other figure (faster)")
+    _add_device(p)
+
+    p = sub.add_parser("serve", help="a live explorer of the latent space in the browser",
+                       description="Serve a page with one slider per latent unit (the most active first) that "
+                       "redraws the decoded output as you move it, a map of held-out latent means to click, and "
+                       "an upload of an image or a table row that shows its encoding and reconstruction. Needs "
+                       "pip install 'vaekit[serve]'.")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on; 0.0.0.0 opens the page to other machines (default: %(default)s, "
+                   "this machine only)")
+    p.add_argument("--port", type=_port, default=8000, help="the TCP port, 0 for any free one (default: %(default)s)")
+    _add_device(p)
     return parser
 
 
@@ -372,6 +448,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     figures = [str(f) for f in (Path(run_dir) / "reconstructions.png", Path(run_dir) / "samples.png") if f.exists()]
     if figures:  # data that are not images have none
         print(f"figures: {', '.join(figures)}")
+    if (Path(run_dir) / "report.html").exists():
+        print(f"report: {Path(run_dir) / 'report.html'}")
 
 
 def _resume_settings(args: argparse.Namespace) -> dict[str, object]:
@@ -644,6 +722,44 @@ def _cmd_interpolate(args: argparse.Namespace) -> None:
     print(f"{args.output}: lines between examples " + ", ".join(f"{a} and {b}" for a, b in pairs.tolist()))
 
 
+def _cmd_plot(args: argparse.Namespace) -> None:
+    from . import figures
+    from .outputs import check_output_path
+
+    out = check_output_path(args.output, figures.SUFFIXES)
+    run = _load(args)
+    fig = figures.make_figure(run, args.kind, data=args.data, data_dir=args.data_dir, seed=args.seed,
+                              temperature=args.temperature, n=args.n, projection=args.projection)
+    figures.save_figure(fig, out)
+    print(out)
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from .report import check_inputs, write_report
+    from .training.device import resolve_device
+
+    check_inputs(args.runs, args.output)  # a bad path answers before any run is loaded
+    out = write_report(args.runs, args.output, n_importance=args.n_importance, data=args.data, data_dir=args.data_dir,
+                       seed=args.seed, device=resolve_device(args.device), figures=not args.no_figures)
+    print(f"{out}: report of {len(args.runs)} run{'s' if len(args.runs) > 1 else ''} "
+          f"({out.stat().st_size / 1024:.0f} KiB)")
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    import importlib.util
+
+    from .errors import VaekitError
+
+    needed = {"starlette": ("starlette",), "uvicorn": ("uvicorn",), "python-multipart": ("python_multipart", "multipart")}
+    missing = [name for name, modules in needed.items() if not any(importlib.util.find_spec(m) for m in modules)]
+    if missing:
+        raise VaekitError(f"vaekit serve needs {', '.join(missing)}, not installed: pip install 'vaekit[serve]'")
+    from .serve import serve
+    from .training.device import resolve_device
+
+    serve(args.run, args.host, args.port, device=resolve_device(args.device))
+
+
 COMMANDS = {
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
@@ -652,6 +768,9 @@ COMMANDS = {
     "encode": _cmd_encode,
     "score": _cmd_score,
     "interpolate": _cmd_interpolate,
+    "plot": _cmd_plot,
+    "report": _cmd_report,
+    "serve": _cmd_serve,
 }
 
 
@@ -682,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.setLevel(logging.INFO)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("always", VaekitWarning)  # every time: each command reads its data anew
+            warnings.simplefilter("default", VaekitWarning)  # once a command (the report reads the data again)
             warnings.showwarning = _show_warning
             COMMANDS[args.command](args)
     except VaekitError as e:

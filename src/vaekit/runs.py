@@ -8,6 +8,7 @@ Layout::
       metrics.csv         one row an epoch
       summary.json        the final test figures (what ``vaekit evaluate RUN`` reproduces)
       reconstructions.png, samples.png
+      report.html         one self-contained page of it all (``vaekit.report``)
       checkpoint-last.safetensors   the whole training state at the last epoch's end (resume)
       checkpoint-best.safetensors   the weights at the best validation figure
 """

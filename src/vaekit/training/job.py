@@ -312,4 +312,8 @@ def _finish(model, splits, out: Path | None, cfg: TrainConfig) -> dict[str, Any]
         from ..plots import save_run_figures
 
         save_run_figures(model, splits.test, out, seed=cfg.seed)
+        from ..report import REPORT, write_report
+
+        # the figures just written and the curves: a fraction of a second; `vaekit report` draws all
+        write_report([out], out / REPORT, device=model.device, figures=False)
     return summary
