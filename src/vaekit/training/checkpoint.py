@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..errors import VaekitError
-from ..runs import Staged, safetensors_parts, stage
+from ..runs import Staged, stage_safetensors
 
 FORMAT = "vaekit-checkpoint-1"
 LAST = "checkpoint-last.safetensors"
@@ -78,7 +78,7 @@ def stage_checkpoint(
         nth, nbytes = (int(v) for v in crash.split(":"))
         stage_checkpoint.count = getattr(stage_checkpoint, "count", 0) + 1
         crash_after = nbytes if stage_checkpoint.count == nth else None
-    return stage(path, safetensors_parts(blobs, meta), crash_after=crash_after)
+    return stage_safetensors(path, blobs, meta, crash_after=crash_after)
 
 
 @dataclass
