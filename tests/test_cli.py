@@ -468,6 +468,7 @@ def test_every_command_has_an_end_to_end_test(capsys, tmp_path):
         "plot": ((run, "--kind", "samples", "-n", 4, "-o", tmp_path / "p.png"), tmp_path / "p.png"),
         "report": ((run, "--no-figures", "-o", tmp_path / "r.html"), tmp_path / "r.html"),
         "serve": ((run, "--port", 0), None),  # in a process of its own, stopped by Ctrl-C once it answers
+        "export": ((run, "--format", "onnx", "-o", tmp_path / "onnx"), tmp_path / "onnx" / "encoder.onnx"),
     }
     assert set(COMMANDS) <= set(cases), f"commands with no end-to-end case here: {sorted(set(COMMANDS) - set(cases))}"
     assert set(cases) <= set(COMMANDS), f"cases for commands that no longer exist: {sorted(set(cases) - set(COMMANDS))}"

@@ -59,6 +59,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _contamination(text: str) -> float:
+    """``--contamination``: the share of outliers expected, in (0, 0.5] (as PyOD's detectors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 0.5:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} must be a share in (0, 0.5]")
+    return value
+
+
 def _port(text: str) -> int:
     """``--port``: a TCP port, 0 to 65535 (0: any free one)."""
     try:
@@ -344,7 +355,11 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--method", default="elbo", choices=["elbo", "iw"], help="negative ELBO or negative log p(x) (default: %(default)s)")
     p.add_argument("--n-samples", type=_positive_int, default=10, metavar="K",
                    help="samples of q(z|x) per example (default: %(default)s)")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="a .csv (columns index, score) or a .npy")
+    p.add_argument("--contamination", type=_contamination, metavar="C",
+                   help="also write a 0/1 column label: 1 where the score is above the (1 - C) quantile of the "
+                   "scores of the run's own training rows (PyOD's rule), e.g. 0.05")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="a .csv (columns index, score, and label with --contamination) or a .npy")
     p.add_argument("--batch-size", type=_positive_int, default=100,
                    help="examples per batch for --method elbo; iw sizes its batches to bound memory (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: %(default)s)")
@@ -400,6 +415,17 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
                    help="seed of the evaluation's noise and of the figures' examples and draws (default: %(default)s)")
     p.add_argument("--no-figures", action="store_true", help="metrics, training curves and configuration only, no other figure (faster)")
     _add_device(p)
+
+    p = sub.add_parser("export", help="the encoder and decoder as ONNX graphs, for inference without vaekit",
+                       description="Write DIR/encoder.onnx (x -> loc, scale of q(z|x)), DIR/decoder.onnx (z -> the "
+                       "parameters of p(x|z)), both with a dynamic batch axis, and DIR/export.json (the input shape, "
+                       "the run's input transform to apply before the encoder and undo after the decoder, the "
+                       "likelihood and what each output means, versions, opset). DIR is created if its parent "
+                       "exists; an existing DIR must be empty or hold only an earlier export. Plain VAE runs "
+                       "(--model vae) only. Needs pip install 'vaekit[onnx]'.")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    p.add_argument("--format", required=True, choices=["onnx"], help="the export format: onnx")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="the folder to write the files into")
 
     p = sub.add_parser("serve", help="a live explorer of the latent space in the browser",
                        description="Serve a page with one slider per latent unit (the most active first) that "
@@ -688,11 +714,34 @@ def _cmd_score(args: argparse.Namespace) -> None:
     scores = anomaly_scores(run.model, x, method=args.method, n_samples=args.n_samples,
                             batch_size=args.batch_size, seed=args.seed)
     ids = _ids(args, x)
-    save_table(scores.unsqueeze(1), ["score"], args.output, index=True, ids=ids)
+    if args.contamination is None:
+        save_table(scores.unsqueeze(1), ["score"], args.output, index=True, ids=ids)
+    else:
+        threshold = _score_threshold(args, run)
+        labels = scores > threshold
+        save_table(torch.stack([scores, labels.double()], 1), ["score", "label"], args.output, index=True, ids=ids)
+        print(f"{args.output}: {int(labels.sum())} of {len(scores)} rows flagged as outliers (score above "
+              f"{threshold:.2f}, the {1 - args.contamination:g} quantile of the run's training scores)")
     top = torch.argsort(scores, descending=True)[: min(5, len(scores))]
     name = (lambda i: ids[1][i]) if ids else str  # rows by their id when there are ids
     print(f"{args.output}: {len(scores)} scores ({args.method}); most unusual rows: "
           + ", ".join(f"{name(int(i))} ({float(scores[i]):.2f})" for i in top))
+
+
+def _score_threshold(args: argparse.Namespace, run) -> float:
+    """``--contamination C``: the (1 - C) quantile of the scores of the run's own training rows,
+    scored as the data were (PyOD's ``threshold_``), so that a row's label does not depend on the
+    other rows scored with it."""
+    import numpy as np
+
+    from .data.prepare import load_examples
+    from .evaluation.scores import anomaly_scores
+
+    train = load_examples(run.train_config, "train", data_dir=args.data_dir if args.data is None else None,
+                          data_shape=run.model_config.data_shape, data_info=run.info.get("data"))
+    reference = anomaly_scores(run.model, train, method=args.method, n_samples=args.n_samples,
+                               batch_size=args.batch_size, seed=args.seed)
+    return float(np.percentile(reference.numpy(), 100 * (1 - args.contamination)))
 
 
 def _check_ids_output(args: argparse.Namespace) -> None:
@@ -745,6 +794,21 @@ def _cmd_report(args: argparse.Namespace) -> None:
           f"({out.stat().st_size / 1024:.0f} KiB)")
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    import importlib.util
+
+    from .errors import VaekitError
+
+    if importlib.util.find_spec("onnx") is None:
+        raise VaekitError("vaekit export --format onnx needs onnx, not installed: pip install 'vaekit[onnx]'")
+    from .export import check_out_dir, export_onnx
+    from .runs import load_run
+
+    check_out_dir(args.output)  # a bad folder answers before the run is loaded
+    paths = export_onnx(load_run(args.run, "cpu"), args.output)
+    print(f"{args.output}: " + ", ".join(p.name for p in paths))
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     import importlib.util
 
@@ -771,6 +835,7 @@ COMMANDS = {
     "plot": _cmd_plot,
     "report": _cmd_report,
     "serve": _cmd_serve,
+    "export": _cmd_export,
 }
 
 
