@@ -165,6 +165,9 @@ def test_bad_input_raises_scikit_learns_errors(plane_model):
         VAETransformer(latent_dim=0).fit(x)
     with pytest.raises(ValueError, match="likelihood"):
         VAETransformer(likelihood="poisson", epochs=1).fit(x)
+    with pytest.raises(ValueError, match="set standardize=False"):  # Bernoulli on standardized values: nonsense
+        VAEOutlierDetector(likelihood="bernoulli", epochs=1).fit(np.clip(x, 0, 1))
+    VAEOutlierDetector(likelihood="bernoulli", standardize=False, epochs=1).fit(np.clip(x, 0, 1))  # accepted
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,9 @@ class _VAEBase(BaseEstimator):
             self.scale_ = np.ones(X.shape[1])
         if self.likelihood not in LIKELIHOOD_NAMES:
             raise ValueError(f"likelihood={self.likelihood!r}: choose one of {', '.join(LIKELIHOOD_NAMES)}")
+        if self.standardize and self.likelihood in ("bernoulli", "continuous-bernoulli"):
+            raise ValueError(f"likelihood={self.likelihood!r} models values in [0, 1], which standardize=True "
+                             "turns into values outside it: set standardize=False")
         hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else tuple(self.hidden)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         x = self._to_tensor(X, torch.float32)
