@@ -215,7 +215,13 @@ def test_ctrl_c_prints_the_command_that_resumes(capsys, monkeypatch, tmp_path, a
             signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(runs.MetricsWriter, "write", interrupted)
-    r = vaekit_cli(capsys, "train", "--data", "digits", "--epochs", 5, "--run-dir", run, *TINY_MODEL)
+    # Ctrl-C as Python sees it at a terminal, also where the tests run with SIGINT ignored (a
+    # background job): there Python leaves SIGINT ignored and raise_signal would do nothing
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        r = vaekit_cli(capsys, "train", "--data", "digits", "--epochs", 5, "--run-dir", run, *TINY_MODEL)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert r.code == 130 and "Traceback" not in r.err
     last = r.err.splitlines()[-1]  # after what training announced
     if at_epoch == 1:
