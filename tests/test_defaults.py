@@ -141,3 +141,12 @@ def test_a_run_written_before_these_defaults_keeps_no_early_stopping(tmp_path):
     info["train"]["patience"] = None
     (run / "config.json").write_text(json.dumps(info))
     assert _read_run(run)[2].patience == 0
+
+
+def test_early_stopping_says_so(capsys, tmp_path):
+    """A learning rate too small to improve anything: patience 2 stops at epoch 3, and says where the best is."""
+    assert main(["train", "--data", "digits", "--epochs", "50", "--patience", "2", "--lr", "1e-30", "--latent-dim", "2",
+                 "--hidden", "8", "--run-dir", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "vaekit: stopped early at epoch 3: no better validation figure in 2 epochs (the best: epoch 1" in err
+    assert len(vaekit.runs.read_metrics(tmp_path / "r")) == 3

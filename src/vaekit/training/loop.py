@@ -179,6 +179,9 @@ def _epochs(run: _Run, train: Examples, val: Examples | None, callback: Callback
                      said - started)
         if cfg.patience and run.state.bad_epochs >= cfg.patience:
             row["stopped_early"] = True
+            if run.world.is_main:
+                log.info("stopped early at epoch %d: no better validation figure in %d epochs (the best: epoch %d, "
+                         "in checkpoint-best)", epoch, cfg.patience, run.state.best_epoch)
             break
         if cfg.max_seconds is not None and _out_of_time(run, time.perf_counter() - started):
             row["stopped_time"] = True
