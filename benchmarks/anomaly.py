@@ -60,7 +60,10 @@ sys.path.insert(0, str(ROOT / "src"))
 NOTES = ("vaekit's settings were fixed before the recorded run, with two choices made after looking at test "
          "figures of earlier runs of this script: MNIST 784-256-8 at 30 epochs over 784-512-256-16 (ROC AUC "
          "0.978 vs 0.968 on digit 0 alone, 6x faster; no other configuration tried), and the 8x8 digits at 200 "
-         "epochs instead of 30 (30 epochs of ~125 rows are 60 steps; mean ROC AUC 0.970 then). Breast cancer and "
+         "epochs instead of 30 (30 epochs of ~125 rows are 60 steps; mean ROC AUC 0.970 then). MNIST's likelihood, "
+         "a Gaussian with learned variance instead of the Bernoulli, was chosen on a validation split of 2000 "
+         "MNIST training images outside every detector's training rows (mean ROC AUC 0.950 vs 0.914), not on "
+         "the test images. Breast cancer and "
          "wine settings were never changed. PyOD's detectors run with their defaults. Wine's test sets are small "
          "(10-14 anomalies): its figures move by a few hundredths with the split. AP is for anomaly = positive, "
          "so on the one-class digit tasks (90 % anomalies) it sits near 1 and ROC AUC is the figure to read.")
@@ -183,14 +186,17 @@ class LibraryVAEDetector:
 def vaekit_settings(task: dict, args) -> dict:
     """The configuration vaekit runs with, by kind of data (stated in the output)."""
     n, d = task["x_train"].shape
-    if task["kind"] == "image":  # Bernoulli on grey levels in [0, 1]
+    if task["kind"] == "image":  # grey levels in [0, 1], not standardized
         # MNIST: 784-256-8 (against 784-512-256-16 at 60 epochs on digit 0 alone: AUC 0.978 vs
-        # 0.968, 10 s vs 60 s: the only configuration compared); the 8x8 digits' ~125 rows per
-        # digit take the tables' epochs (30 epochs would be 60 steps)
+        # 0.968, 10 s vs 60 s: the only configuration compared), with a Gaussian of learned
+        # variance on the grey levels: on a validation split (2000 MNIST training images outside
+        # every detector's training rows, all ten digits) its mean ROC AUC was 0.950 against the
+        # Bernoulli's 0.914; the 8x8 digits' ~125 rows per digit take the tables' epochs (30
+        # epochs would be 60 steps) and keep the Bernoulli (not compared)
         big = d > 100
         return {"latent_dim": 8, "hidden": (256,) if big else (128,),
                 "epochs": args.epochs_image if big else args.epochs_table,
-                "batch_size": 64, "likelihood": "bernoulli", "n_importance": args.k}
+                "batch_size": 64, "likelihood": "gaussian-learned" if big else "bernoulli", "n_importance": args.k}
     return {"latent_dim": 4, "hidden": (64,), "epochs": args.epochs_table, "batch_size": 32,
             "likelihood": "gaussian-learned", "n_importance": args.k}
 
