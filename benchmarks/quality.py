@@ -186,7 +186,9 @@ def main(argv=None) -> int:
     base_model = ModelConfig(hidden=HIDDEN, latent_dim=LATENT, activation="tanh", likelihood="bernoulli")
     splits = prepare_data(base_train)
     x_test = splits.test.x[: args.n_test]
-    names = [n for n in [*VAEKIT, *PYTHAE] if not args.only or any(s in n for s in args.only)]
+    every = [*VAEKIT, *PYTHAE]  # --only: contenders by exact name, else by a part of their name
+    names = [n for n in every if not args.only or n in args.only
+             or (not set(args.only) & set(every) and any(s in n for s in args.only))]
     started, load0 = dt.datetime.now().isoformat(timespec="seconds"), os.getloadavg()[0]
     rows = []
     for name in names:
