@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import shlex
 import sys
 import warnings
@@ -850,7 +851,20 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``vaekit`` and ``python -m vaekit``; returns the exit status."""
+    """Entry point of ``vaekit`` and ``python -m vaekit``; returns the exit status.
+
+    Under torchrun (``WORLD_SIZE`` > 1) a process ends here, its output flushed and its files
+    written, without the interpreter's finalization: there gloo's threads abort a process now and
+    then ("terminate called without an active exception", pytorch#179291)."""
+    code = _main(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     from .errors import VaekitError, VaekitWarning
 
     pre = argparse.ArgumentParser(add_help=False)
