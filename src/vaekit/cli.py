@@ -32,54 +32,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _int_at_least(low: int):
-    """An argparse type: an integer of at least ``low``."""
-    def parse(text: str) -> int:
+def _checked(convert, ok, need: str, noun: str):
+    """An argparse type: ``convert(text)``, refused in one line when it fails ("is not ``noun``")
+    or when ``ok(value)`` does not hold ("``need``")."""
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text} must be at least {low}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not ok(value):  # NaN fails every comparison, so every check
+            raise argparse.ArgumentTypeError(f"{text} {need}")
         return value
 
     return parse
 
 
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
-    return value
-
-
-def _contamination(text: str) -> float:
-    """``--contamination``: the share of outliers expected, in (0, 0.5] (as PyOD's detectors)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 0.5:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"{text} must be a share in (0, 0.5]")
-    return value
-
-
-def _port(text: str) -> int:
-    """``--port``: a TCP port, 0 to 65535 (0: any free one)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0 to 65535)")
-    return value
+_positive_int = _checked(int, lambda v: v >= 1, "must be at least 1", "an integer")
+_non_negative_int = _checked(int, lambda v: v >= 0, "must be at least 0", "an integer")
+_positive_float = _checked(float, lambda v: 0 < v < float("inf"), "must be a positive finite number", "a number")
+# --contamination: the share of outliers expected, as PyOD's detectors take it
+_contamination = _checked(float, lambda v: 0 < v <= 0.5, "must be a share in (0, 0.5]", "a number")
+_temperature = _checked(float, lambda v: 0 <= v < float("inf"), "must be a finite number, at least 0", "a number")
+_port = _checked(int, lambda v: 0 <= v <= 65535, "is not a TCP port (0 to 65535)", "an integer")  # 0: any free one
 
 
 def _names(builtin: tuple[str, ...], module: str, registry: str) -> list[str]:
@@ -87,17 +61,6 @@ def _names(builtin: tuple[str, ...], module: str, registry: str) -> list[str]:
     (which holds the dict ``registry``) is loaded already. Never imports it: the parser, and so
     ``--help``, stays free of torch."""
     return sorted({*builtin, *getattr(sys.modules.get(module), registry, ())})
-
-
-def _temperature(text: str) -> float:
-    """``--temperature``: a finite number, at least 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < float("inf"):  # NaN fails too
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number, at least 0")
-    return value
 
 
 def _add_data(p: argparse.ArgumentParser, default: str | None) -> None:
