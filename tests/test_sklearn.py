@@ -9,6 +9,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import NotFittedError
@@ -24,7 +25,7 @@ from cli_helpers import ok, refused
 FAST = dict(epochs=3, hidden=(8,), random_state=0)  # the checks fit dozens of times
 
 
-_ESTIMATORS = [VAETransformer(**FAST), VAEOutlierDetector(**FAST)]
+_ESTIMATORS = [VAETransformer(**FAST), VAEOutlierDetector(**FAST), VAEOutlierDetector(early_stopping=True, **FAST)]
 if "expected_failed_checks" in inspect.signature(parametrize_with_checks).parameters:
     _checks = parametrize_with_checks(_ESTIMATORS, expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
 else:  # scikit-learn < 1.6: the same list, as xfail in the test
@@ -147,6 +148,27 @@ def test_outlier_detector_follows_pyod():
         VAEOutlierDetector(contamination=0.7).fit(x)
 
 
+def test_early_stopping_keeps_the_best_epoch_and_spares_a_small_table_from_overfitting():
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    benign = np.random.default_rng(0).permutation(x[y == 1])  # 357 rows of 30 columns
+    train, test = benign[:250], benign[250:]
+    wide = dict(latent_dim=8, hidden=(128,), epochs=400, batch_size=32, random_state=0)  # overfits within 400 epochs
+    stopped = VAETransformer(early_stopping=True, n_iter_no_change=10, **wide).fit(train)
+    scores = stopped.validation_scores_
+    assert len(scores) < 400 and stopped.best_epoch_ == int(np.argmax(scores)) + 1
+    assert len(scores) == stopped.best_epoch_ + 10  # ten epochs without a better figure, then the end
+    # the weights kept are those after the best epoch, not the last: a run that ends there has them bit for bit
+    again = VAETransformer(early_stopping=True, n_iter_no_change=1000, **{**wide, "epochs": stopped.best_epoch_})
+    again.fit(train)
+    for k, v in stopped.model_.state_dict().items():
+        assert torch.equal(v, again.model_.state_dict()[k]), k
+    # on rows neither saw, the stopped model is the better density; all 400 epochs overfit
+    full = VAETransformer(**wide).fit(train)
+    assert stopped.score(test) > full.score(test) + 5
+
+
 def test_bad_input_raises_scikit_learns_errors(plane_model):
     est, x = plane_model
     nan = x.copy()
@@ -168,6 +190,9 @@ def test_bad_input_raises_scikit_learns_errors(plane_model):
     with pytest.raises(ValueError, match="set standardize=False"):  # Bernoulli on standardized values: nonsense
         VAEOutlierDetector(likelihood="bernoulli", epochs=1).fit(np.clip(x, 0, 1))
     VAEOutlierDetector(likelihood="bernoulli", standardize=False, epochs=1).fit(np.clip(x, 0, 1))  # accepted
+    for bad in ({"validation_fraction": 1.0}, {"validation_fraction": 0}, {"n_iter_no_change": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            VAETransformer(early_stopping=True, **bad).fit(x)
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,24 @@ ELBO_SAMPLES = 16
 _ROWS = 1024  # rows per batch at inference
 
 
+class _BestWeights:
+    """A ``fit`` callback that keeps a copy of the weights of the epoch with the best validation
+    ELBO, and puts them back into the model afterwards."""
+
+    def __init__(self):
+        self.best, self.epoch, self.state, self.scores = -np.inf, 0, None, []
+
+    def __call__(self, row, model) -> None:
+        self.scores.append(float(row["val_elbo"]))
+        if row["val_elbo"] > self.best:
+            self.best, self.epoch = row["val_elbo"], row["epoch"]
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def restore(self, model) -> int:
+        model.load_state_dict(self.state)
+        return int(self.epoch)
+
+
 class _VAEBase(BaseEstimator):
     """What both estimators share: fitting a VAE to standardized columns, and scoring rows."""
 
@@ -87,9 +105,21 @@ class _VAEBase(BaseEstimator):
                                     likelihood=self.likelihood))
             model.init_output_bias(x.mean(0))
             self._noise = torch.randn(ELBO_SAMPLES, 1, int(self.latent_dim))
+        train, val = x, None
+        if self.early_stopping:
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+            n_val = int(np.ceil(self.validation_fraction * len(x)))
+            if n_val >= len(x):
+                raise ValueError(f"early_stopping holds out {n_val} of n_samples = {len(x)} rows "
+                                 f"(validation_fraction={self.validation_fraction!r}), leaving none to train on")
+            train, val = x[order[n_val:]], x[order[:n_val]]
         cfg = TrainConfig(epochs=int(self.epochs), batch_size=None if self.batch_size is None else int(self.batch_size),
-                          lr=float(self.lr), seed=seed, device=self.device, patience=0)
-        fit(model, x, None, cfg, progress=False)
+                          lr=float(self.lr), seed=seed, device=self.device,
+                          patience=int(self.n_iter_no_change) if self.early_stopping else 0)
+        best = _BestWeights()
+        fit(model, train, val, cfg, progress=False, callback=best if self.early_stopping else None)
+        self.best_epoch_ = best.restore(model) if self.early_stopping else int(self.epochs)
+        self.validation_scores_ = best.scores if self.early_stopping else None
         model.eval()
         self.model_ = model
         self._n_features_out = int(self.latent_dim)
@@ -107,6 +137,10 @@ class _VAEBase(BaseEstimator):
             raise ValueError(f"n_importance={self.n_importance!r}: None (the ELBO) or a whole number of at least 1")
         if not (isinstance(self.lr, numbers.Real) and self.lr > 0):
             raise ValueError(f"lr={self.lr!r}: a positive number")
+        if not (isinstance(self.validation_fraction, numbers.Real) and 0 < self.validation_fraction < 1):
+            raise ValueError(f"validation_fraction={self.validation_fraction!r}: a share in (0, 1)")
+        if not isinstance(self.n_iter_no_change, numbers.Integral) or self.n_iter_no_change < 1:
+            raise ValueError(f"n_iter_no_change={self.n_iter_no_change!r}: a whole number of at least 1")
 
     def _to_tensor(self, X: np.ndarray, dtype=None):
         """Standardized rows as a tensor (float64 by default; a copy: the input stays as it is)."""
@@ -185,19 +219,29 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _VAEBase
     standardize : bool, train on standardized columns (mean and std remembered as ``mean_``, ``scale_``)
     n_importance : int or None, ``score_samples`` estimates ``log p(x)`` by importance sampling
         with this many samples; None: the ELBO
+    early_stopping : bool, hold out ``validation_fraction`` of the rows (drawn with
+        ``random_state``), end training once their ELBO has not improved in ``n_iter_no_change``
+        epochs (``epochs`` is then the most), and keep the weights of the best epoch
+        (``best_epoch_``). As scikit-learn's ``MLPRegressor``; a VAE with a learned variance
+        overfits a small table within a few hundred epochs, and this finds where
+    validation_fraction : float in (0, 1), the share of rows held out with ``early_stopping``
+    n_iter_no_change : int, epochs without a better validation ELBO before stopping
     random_state : int, RandomState or None, seeds the initialization, the training and the ELBO's draws
     device : str, cpu | cuda | mps | auto
 
     Attributes
     ----------
     model_ : vaekit.VAE, the fitted model (on standardized columns)
+    best_epoch_ : int, with ``early_stopping``, the epoch whose weights were kept (else ``epochs``)
+    validation_scores_ : list of float or None, with ``early_stopping``, the held-out rows' mean
+        ELBO (nats, standardized units) after each epoch
     mean_, scale_ : ndarray of shape (n_features_in_,), the standardization
     n_features_in_, feature_names_in_ : as in scikit-learn
     """
 
     def __init__(self, latent_dim=2, hidden=(64, 64), epochs=50, batch_size=None, lr=1e-3,
-                 likelihood="gaussian-learned", standardize=True, n_importance=None, random_state=None,
-                 device="cpu"):
+                 likelihood="gaussian-learned", standardize=True, n_importance=None, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, random_state=None, device="cpu"):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.epochs = epochs
@@ -206,6 +250,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _VAEBase
         self.likelihood = likelihood
         self.standardize = standardize
         self.n_importance = n_importance
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.random_state = random_state
         self.device = device
 
@@ -276,8 +323,8 @@ class VAEOutlierDetector(_VAEBase):
     """
 
     def __init__(self, contamination=0.1, latent_dim=2, hidden=(64, 64), epochs=50, batch_size=None, lr=1e-3,
-                 likelihood="gaussian-learned", standardize=True, n_importance=None, random_state=None,
-                 device="cpu"):
+                 likelihood="gaussian-learned", standardize=True, n_importance=None, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, random_state=None, device="cpu"):
         self.contamination = contamination
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -287,6 +334,9 @@ class VAEOutlierDetector(_VAEBase):
         self.likelihood = likelihood
         self.standardize = standardize
         self.n_importance = n_importance
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.random_state = random_state
         self.device = device
 
