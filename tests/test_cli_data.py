@@ -489,8 +489,8 @@ def test_table_run_records_how_data_were_read(table_run):
     assert data["columns"] == ["f0", "f1", "f2", "f3"] and data["classes"] == ["0", "1"]
     assert data["transform"]["kind"] == "standardize" and len(data["transform"]["mean"]) == 4
     assert data["n_train"] == 30 and data["n_val"] == 10 and data["test_split"] == "val"
-    assert config["model"]["likelihood"] == "gaussian-learned"
-    assert "likelihood: gaussian-learned" in table_run.stdout
+    assert config["model"]["likelihood"] == "gaussian-lowrank"
+    assert "likelihood: gaussian-lowrank (chosen for a table)" in table_run.stdout
 
 
 def test_image_run_records_how_data_were_read(image_run):
@@ -601,7 +601,7 @@ def test_tsv_without_header_with_label_column_index(capsys, tmp_path):
     x, y = table_data(30)
     write_table(tmp_path / "t.tsv", x[:, :3], np.where(y == 1, 7, 3), names=None, delimiter="\t", label_first=True)
     r = ok(capsys, "train", "--data", "t.tsv", "--label-column", "0", "--run-dir", "run", *TINY)
-    assert "likelihood: gaussian-learned" in r.out
+    assert "likelihood: gaussian-lowrank" in r.out
     data = json.loads((tmp_path / "run" / "config.json").read_text())["data"]
     assert data["kind"] == "table" and data["shape"] == [3]
     assert data["columns"] == ["col1", "col2", "col3"] and data["classes"] == ["3", "7"]

@@ -51,7 +51,7 @@ def test_table_round_trip_remembers_its_transform(capsys, tmp_path):
     code, out, err = _run(capsys, "train", "--data", tmp_path / "people.csv", "--label-column", "kind",
                           "--epochs", 2, "--run-dir", run, *TINY)
     assert code == 0, err
-    assert "likelihood: gaussian-learned (chosen for a table)" in out
+    assert "likelihood: gaussian-lowrank (chosen for a table)" in out
     info = json.loads((run / "config.json").read_text())
     data = info["data"]
     assert data["kind"] == "table" and data["columns"] == ["height", "weight", "age"] and data["shape"] == [3]

@@ -4,6 +4,7 @@ beside them documents the input transform, and bad input is refused in one line.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,8 @@ def runs(tmp_path_factory):
     runs = {
         "mlp": _train(root / "mlp", "digits"),
         "conv": _train(root / "conv", "digits", arch="conv", conv_channels=(8, 16)),
-        "table": _train(root / "table", str(csv)),
+        "table": _train(root / "table", str(csv)),  # the default for a table: gaussian-lowrank
+        "table-diagonal": _train(root / "table-diagonal", str(csv), likelihood="gaussian-learned"),
     }
     exports = {name: export_onnx(run, root / f"{name}-onnx") for name, run in runs.items()}
     return {"runs": runs, "exports": exports, "csv": csv, "table": table, "root": root}
@@ -62,20 +64,24 @@ def _heldout(run, n: int) -> torch.Tensor:
 
 def _decoder_params(run, z: torch.Tensor) -> dict[str, torch.Tensor]:
     """The parameters of PyTorch's p(x|z), by the names the decoder graph gives them."""
-    base = run.model.decode(z).base_dist
+    px_z, likelihood = run.model.decode(z), run.model.likelihood
     if run.model_config.likelihood == "bernoulli":
-        return {"logits": base.logits}
-    return {"loc": base.loc, "scale": base.scale}
+        return {"logits": px_z.base_dist.logits}
+    if run.model_config.likelihood == "gaussian-lowrank":  # the covariance's parts, from the distribution itself
+        flat = px_z.flat
+        return {"loc": px_z.mean, "scale": flat.cov_diag.sqrt().reshape(px_z.mean.shape), "cov_factor": flat.cov_factor[0]}
+    return {"loc": px_z.base_dist.loc, "scale": px_z.base_dist.scale}
 
 
-@pytest.mark.parametrize("name", ["mlp", "conv", "table"])
+@pytest.mark.parametrize("name", ["mlp", "conv", "table", "table-diagonal"])
 @pytest.mark.parametrize("batch", [1, 7])
 def test_onnx_matches_pytorch_on_random_and_heldout_inputs(runs, name, batch):
     run = runs["runs"][name]
     encoder, decoder = (_session(p) for p in runs["exports"][name][:2])
     shape, L = run.model_config.data_shape, run.model_config.latent_dim
     gen = torch.Generator().manual_seed(batch)
-    random_x = torch.randn((batch, *shape), generator=gen) if name == "table" else torch.rand((batch, *shape), generator=gen)
+    table = name.startswith("table")
+    random_x = torch.randn((batch, *shape), generator=gen) if table else torch.rand((batch, *shape), generator=gen)
     for x in (random_x, _heldout(run, batch)):
         assert x.shape == (batch, *shape)
         with torch.no_grad():
@@ -89,7 +95,8 @@ def test_onnx_matches_pytorch_on_random_and_heldout_inputs(runs, name, batch):
             got = dict(zip([o.name for o in decoder.get_outputs()], decoder.run(None, {"z": z.numpy()})))
             assert set(got) == set(want)
             for key in want:
-                assert got[key].shape == (batch, *shape)
+                assert got[key].shape == ((math.prod(shape), min(math.prod(shape), 32)) if key == "cov_factor"
+                                          else (batch, *shape))
                 assert np.abs(got[key] - want[key].detach().numpy()).max() < 1e-4, key
     # the graphs are not constants: different inputs give different codes
     a, b = encoder.run(["loc"], {"x": random_x.numpy()})[0], encoder.run(["loc"], {"x": _heldout(run, batch).numpy()})[0]

@@ -164,11 +164,12 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
                    help="size of z (default: min(D, 32), D the values per example)")
     p.add_argument("--likelihood", default=_MODEL_DEFAULTS.likelihood, choices=["auto", *likelihoods],
                    help="p(x|z): bernoulli (cross-entropy), continuous-bernoulli, gaussian (fixed variance "
-                   "--gaussian-variance, the weighted L2 loss), gaussian-learned (a learned variance per dimension); "
-                   "auto: bernoulli for images and arrays in [0, 1], gaussian-learned for tables and other values "
+                   "--gaussian-variance, the weighted L2 loss), gaussian-learned (a learned variance per dimension), "
+                   "gaussian-lowrank (gaussian-learned plus a learned low-rank covariance across dimensions); "
+                   "auto: bernoulli for images and arrays in [0, 1], gaussian-lowrank for tables and other values "
                    "(default: %(default)s; the choice is printed)")
     p.add_argument("--gaussian-variance", type=_positive_float, default=_MODEL_DEFAULTS.gaussian_variance,
-                   help="c in p(x|z) = N(f(z), c I); the start value for gaussian-learned (default: %(default)s)")
+                   help="c in p(x|z) = N(f(z), c I); the start value of the learned variances (default: %(default)s)")
     p.add_argument("--arch", default=_MODEL_DEFAULTS.arch, choices=archs,
                    help="networks: mlp, conv (images), resnet (residual convolutions, images), linear (probabilistic "
                    "PCA with gaussian) (default: %(default)s)")

@@ -7,7 +7,7 @@
   mean and standard deviation of ``q(z|x)``;
 - ``decoder.onnx``: input ``z`` ``(batch, latent_dim)`` to the parameters of ``p(x|z)``, each
   ``(batch, *data_shape)``: ``logits`` for the Bernoulli likelihoods, ``loc`` and ``scale`` for
-  the Gaussian ones;
+  the Gaussian ones (``gaussian-lowrank`` adds ``cov_factor``, ``(D, r)``, no batch axis);
 - ``export.json``: what a user needs to call them: the input shape, the run's input transform
   (standardize: apply ``(x - mean) / std`` before the encoder, ``x * std + mean`` after the
   decoder), the likelihood and what each output means, the versions and the opset.
@@ -58,7 +58,16 @@ DECODER_OUTPUTS: dict[str, dict[str, str]] = {
         "loc": "mean of p(x|z) = Normal(loc, scale) per data dimension: the decoded mean",
         "scale": "standard deviation of p(x|z) per data dimension, learned (the same for every z)",
     },
+    "gaussian-lowrank": {
+        "loc": "mean of p(x|z) = MultivariateNormal(loc, cov_factor cov_factor^T + diag(scale^2)) over the "
+               "flattened data dimensions: the decoded mean",
+        "scale": "the diagonal part's standard deviation per data dimension, learned (the same for every z)",
+        "cov_factor": "W, (data dimensions flattened, rank), learned, the same for every z: the covariance of "
+                      "p(x|z) is W W^T + diag(scale^2); no batch axis",
+    },
 }
+#: decoder outputs without a batch axis: their shape, from the data's size D and the likelihood's rank r
+STATIC_OUTPUTS = {"cov_factor": lambda likelihood: list(likelihood.cov_factor.shape)}
 
 
 class _EncoderGraph(nn.Module):
@@ -84,7 +93,10 @@ class _DecoderGraph(nn.Module):
         out = self.decoder(z)
         if self.likelihood.name in ("bernoulli", "continuous-bernoulli"):
             return out
-        return out, torch.ones_like(out) * self.likelihood.scale.to(out.dtype)  # shaped as out
+        scale = torch.ones_like(out) * self.likelihood.scale.to(out.dtype)  # shaped as out
+        if self.likelihood.name == "gaussian-lowrank":
+            return out, scale, self.likelihood.cov_factor.to(out.dtype) * 1  # an output of its own, not an input
+        return out, scale
 
 
 def check_out_dir(out_dir: str | os.PathLike) -> Path:
@@ -124,7 +136,7 @@ def check_exportable(run) -> None:
 
 def _to_onnx(module: nn.Module, example: Tensor, input_name: str, output_names: list[str]) -> bytes:
     buf = io.BytesIO()
-    axes = {name: {0: "batch"} for name in [input_name, *output_names]}
+    axes = {name: {0: "batch"} for name in [input_name, *output_names] if name not in STATIC_OUTPUTS}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
         try:
@@ -134,7 +146,25 @@ def _to_onnx(module: nn.Module, example: Tensor, input_name: str, output_names: 
             first = (str(e).strip().splitlines() or [""])[0]
             raise VaekitError(f"torch.onnx could not export the network reading {input_name!r} "
                               f"({type(e).__name__}: {first})") from None
-    return buf.getvalue()
+    return _name_outputs(buf.getvalue(), output_names)
+
+
+def _name_outputs(data: bytes, names: list[str]) -> bytes:
+    """Give every graph output its name: an output that constant folding turned into a stored
+    tensor (``cov_factor``, which does not depend on ``z``) keeps the folded tensor's number as
+    its name; an ``Identity`` node renames it."""
+    import onnx
+    from onnx import helper
+
+    graph_model = onnx.load_from_string(data)
+    graph = graph_model.graph
+    if [o.name for o in graph.output] == names:
+        return data
+    for out, name in zip(graph.output, names):
+        if out.name != name:
+            graph.node.append(helper.make_node("Identity", [out.name], [name]))
+            out.name = name
+    return graph_model.SerializeToString()
 
 
 def _check_graph(data: bytes, what: str) -> None:
@@ -239,7 +269,8 @@ def export_onnx(run, out_dir: str | os.PathLike) -> list[Path]:
             "file": "decoder.onnx",
             "inputs": {"z": {"shape": [batch, cfg.latent_dim],
                              "meaning": f"latent codes (the run's prior p(z) is {cfg.prior!r}; 'standard' is N(0, I))"}},
-            "outputs": {name: {"shape": [batch, *shape], "meaning": meaning}
+            "outputs": {name: {"shape": STATIC_OUTPUTS[name](model.likelihood) if name in STATIC_OUTPUTS
+                               else [batch, *shape], "meaning": meaning}
                         for name, meaning in DECODER_OUTPUTS[cfg.likelihood].items()},
         },
         "checked": checked,

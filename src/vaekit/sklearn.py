@@ -214,8 +214,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _VAEBase
     epochs : int, passes over the data
     batch_size : int or None, rows per step (None: vaekit's rule, N/64 as a power of 2 in [16, 128])
     lr : float, Adam's learning rate
-    likelihood : str, ``p(x|z)``: gaussian-learned (a learned variance per column), gaussian,
-        bernoulli or continuous-bernoulli (the last two need data in [0, 1] and ``standardize=False``)
+    likelihood : str, ``p(x|z)``: gaussian-lowrank (a learned variance per column plus a learned
+        low-rank covariance across columns, as the command line's default for tables),
+        gaussian-learned (the variances alone), gaussian, bernoulli or continuous-bernoulli (the
+        last two need data in [0, 1] and ``standardize=False``)
     standardize : bool, train on standardized columns (mean and std remembered as ``mean_``, ``scale_``)
     n_importance : int or None, ``score_samples`` estimates ``log p(x)`` by importance sampling
         with this many samples; None: the ELBO
@@ -240,7 +242,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _VAEBase
     """
 
     def __init__(self, latent_dim=2, hidden=(64, 64), epochs=50, batch_size=None, lr=1e-3,
-                 likelihood="gaussian-learned", standardize=True, n_importance=None, early_stopping=False,
+                 likelihood="gaussian-lowrank", standardize=True, n_importance=None, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, random_state=None, device="cpu"):
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -323,7 +325,7 @@ class VAEOutlierDetector(_VAEBase):
     """
 
     def __init__(self, contamination=0.1, latent_dim=2, hidden=(64, 64), epochs=50, batch_size=None, lr=1e-3,
-                 likelihood="gaussian-learned", standardize=True, n_importance=None, early_stopping=False,
+                 likelihood="gaussian-lowrank", standardize=True, n_importance=None, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, random_state=None, device="cpu"):
         self.contamination = contamination
         self.latent_dim = latent_dim

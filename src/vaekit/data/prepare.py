@@ -165,11 +165,13 @@ def _apply(transform, x):
 
 def choose_likelihood(kind: str, lo: float, hi: float) -> tuple[str, str]:
     """``(name, reason)``: Bernoulli for data in [0, 1] that are not a table, else a Gaussian
-    with learned variance (standardized tables, real-valued arrays)."""
+    with a learned low-rank-plus-diagonal covariance (standardized tables, real-valued arrays):
+    columns that measure one thing several ways are correlated beyond what ``z`` explains, which a
+    diagonal ``p(x|z)`` cannot hold (benchmarks/RESULTS.md, "the likelihood for tables")."""
     if kind != "table" and lo >= 0 and hi <= 1:
         what = "binary data" if kind != "image" else "images in [0, 1]"
         return "bernoulli", what
-    return "gaussian-learned", "a table" if kind == "table" else f"real values in [{lo:g}, {hi:g}]"
+    return "gaussian-lowrank", "a table" if kind == "table" else f"real values in [{lo:g}, {hi:g}]"
 
 
 # -- splits ---------------------------------------------------------------------------------------

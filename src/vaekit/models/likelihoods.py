@@ -16,7 +16,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, ContinuousBernoulli, Distribution, Independent, Normal
+from torch.distributions import (Bernoulli, ContinuousBernoulli, Distribution, Independent, LowRankMultivariateNormal,
+                                 Normal, constraints)
 
 from ..errors import VaekitError
 
@@ -178,3 +179,67 @@ class LearnedGaussianLikelihood(Likelihood):
 
     def forward(self, out: Tensor) -> Distribution:
         return self._independent(Normal(out, self.scale.to(out.dtype).expand_as(out), validate_args=False))
+
+
+@register_likelihood("gaussian-lowrank")
+class LowRankGaussianLikelihood(LearnedGaussianLikelihood):
+    """``p(x|z) = N(x | f(z), W W^T + diag s^2)``: the learned scales of ``gaussian-learned``
+    plus a learned ``D x r`` factor ``W`` (``r = min(D, max_rank)``), the same for every ``z``.
+
+    The noise around the decoder's mean may then be correlated across dimensions: the columns of
+    a table that measure one thing several ways (a radius, a perimeter, an area) no longer have
+    to be explained through ``z`` alone, which a diagonal ``p(x|z)`` must do. With ``z`` ignored
+    it is probabilistic PCA with ``r`` components, and a full-covariance Gaussian when
+    ``r = D``. ``log_prob`` is ``torch.distributions.LowRankMultivariateNormal``'s (Woodbury:
+    ``O(D r)`` an example once the ``r x r`` capacitance is factored, once per batch).
+
+    ``W`` starts small and random (``W = 0`` is a stationary point of the likelihood, which the
+    gradient would never leave).
+    """
+
+    max_rank = 32
+    init_scale = 1e-2
+
+    def __init__(self, data_shape: tuple[int, ...], *, gaussian_variance: float = 0.1, **_: float):
+        super().__init__(data_shape, gaussian_variance=gaussian_variance)
+        d = math.prod(self.data_shape)
+        self.cov_factor = nn.Parameter(torch.randn(d, min(d, self.max_rank)) * self.init_scale * math.sqrt(gaussian_variance))
+
+    def forward(self, out: Tensor) -> Distribution:
+        n = len(self.data_shape)
+        factor = self.cov_factor.to(out.dtype)
+        flat = LowRankMultivariateNormal(out.flatten(-n), factor, self.scale.to(out.dtype).flatten().square(),
+                                         validate_args=False)
+        return _Unflattened(flat, self.data_shape)
+
+
+class _Unflattened(Distribution):
+    """A distribution over flat vectors ``(..., D)`` seen over ``data_shape`` (``D`` = its size)."""
+
+    arg_constraints: dict = {}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, flat: Distribution, data_shape: tuple[int, ...]):
+        self.flat, self.shape_ = flat, tuple(data_shape)
+        super().__init__(flat.batch_shape, torch.Size(data_shape), validate_args=False)
+
+    def _view(self, v: Tensor) -> Tensor:
+        return v.reshape(*v.shape[:-1], *self.shape_)
+
+    @property
+    def mean(self) -> Tensor:
+        return self._view(self.flat.mean)
+
+    @property
+    def variance(self) -> Tensor:
+        return self._view(self.flat.variance)
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        return self._view(self.flat.rsample(sample_shape))
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return self.flat.log_prob(value.flatten(-len(self.shape_)))
+
+    def entropy(self) -> Tensor:
+        return self.flat.entropy()
