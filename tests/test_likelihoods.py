@@ -153,3 +153,16 @@ def test_learned_gaussian_refuses_a_start_variance_at_its_floor():
 def test_unknown_likelihood_is_one_clear_error():
     with pytest.raises(VaekitError, match="unknown likelihood 'poisson'; choose one of: bernoulli"):
         make_likelihood("poisson", SHAPE)
+
+
+def test_gaussian_lowrank_under_bf16_autocast_computes_in_float32():
+    """--precision bf16 hands it bfloat16 decoder outputs; the Cholesky of its capacitance has no
+    bfloat16 kernel, so it works in float32 (autocast still runs its products in bfloat16: it
+    agrees with the float32 figure to bfloat16's precision)."""
+    out, x = _out_and_x()
+    lik = make_likelihood("gaussian-lowrank", SHAPE)
+    out, x = out.float(), x.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lp = lik(out.bfloat16()).log_prob(x)
+    assert lp.dtype == torch.float32
+    torch.testing.assert_close(lp, lik(out.bfloat16().float()).log_prob(x), rtol=1e-3, atol=0)

@@ -66,6 +66,8 @@ class _BestWeights:
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     def restore(self, model) -> int:
+        if self.state is None:  # no finite validation figure at all: the last weights stay
+            return len(self.scores)
         model.load_state_dict(self.state)
         return int(self.epoch)
 

@@ -207,6 +207,8 @@ class LowRankGaussianLikelihood(LearnedGaussianLikelihood):
 
     def forward(self, out: Tensor) -> Distribution:
         n = len(self.data_shape)
+        if out.dtype in (torch.float16, torch.bfloat16):  # --precision bf16: the Cholesky of the capacitance in float32
+            out = out.float()
         factor = self.cov_factor.to(out.dtype)
         flat = LowRankMultivariateNormal(out.flatten(-n), factor, self.scale.to(out.dtype).flatten().square(),
                                          validate_args=False)
