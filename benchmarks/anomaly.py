@@ -27,7 +27,9 @@ where higher = more abnormal, PyOD's convention):
 
 Detectors: vaekit (``vaekit.sklearn.VAEOutlierDetector`` when it imports; otherwise the library
 API directly: ``vaekit.VAE`` trained with ``vaekit.fit``, scored by the negative importance-
-weighted log-likelihood ``vaekit.evaluation.estimators.log_likelihood``; the JSON says which),
+weighted log-likelihood ``vaekit.evaluation.estimators.log_likelihood``; the JSON says which;
+on tables its likelihood is chosen per table among ``--table-likelihoods`` by the held-out
+log-likelihood of a fifth of the training rows, ``LikelihoodByValidation``),
 PyOD's IForest, PCA, KNN, AutoEncoder and VAE (each with PyOD's defaults except where noted;
 a detector that fails to import or run is recorded as such, not silently left out). Each
 detector's fit + score seconds are recorded per task.
