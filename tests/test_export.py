@@ -64,7 +64,7 @@ def _heldout(run, n: int) -> torch.Tensor:
 
 def _decoder_params(run, z: torch.Tensor) -> dict[str, torch.Tensor]:
     """The parameters of PyTorch's p(x|z), by the names the decoder graph gives them."""
-    px_z, likelihood = run.model.decode(z), run.model.likelihood
+    px_z = run.model.decode(z)
     if run.model_config.likelihood == "bernoulli":
         return {"logits": px_z.base_dist.logits}
     if run.model_config.likelihood == "gaussian-lowrank":  # the covariance's parts, from the distribution itself
