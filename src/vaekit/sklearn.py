@@ -118,10 +118,10 @@ class _VAEBase(BaseEstimator):
         cfg = TrainConfig(epochs=int(self.epochs), batch_size=None if self.batch_size is None else int(self.batch_size),
                           lr=float(self.lr), seed=seed, device=self.device,
                           patience=int(self.n_iter_no_change) if self.early_stopping else 0)
-        best = _BestWeights()
-        fit(model, train, val, cfg, progress=False, callback=best if self.early_stopping else None)
-        self.best_epoch_ = best.restore(model) if self.early_stopping else int(self.epochs)
-        self.validation_scores_ = best.scores if self.early_stopping else None
+        best = _BestWeights() if self.early_stopping else None
+        fit(model, train, val, cfg, progress=False, callback=best)
+        self.best_epoch_ = best.restore(model) if best else int(self.epochs)
+        self.validation_scores_ = best.scores if best else None
         model.eval()
         self.model_ = model
         self._n_features_out = int(self.latent_dim)

@@ -216,7 +216,10 @@ class LowRankGaussianLikelihood(LearnedGaussianLikelihood):
 
 
 class _Unflattened(Distribution):
-    """A distribution over flat vectors ``(..., D)`` seen over ``data_shape`` (``D`` = its size)."""
+    """A distribution over flat vectors ``(..., D)`` seen over ``data_shape`` (``D`` = its size).
+
+    Not ``TransformedDistribution(flat, ReshapeTransform(...))``: that one has no ``mean``, which
+    ``reconstruct`` and ``sample(draw=False)`` read."""
 
     arg_constraints: dict = {}
     support = constraints.real
