@@ -293,7 +293,7 @@ def test_the_vamp_prior_is_the_mixture_of_the_encoders_posteriors_at_its_pseudo_
     torch.manual_seed(0)
     model = VAE(ModelConfig(data_shape=(4,), latent_dim=2, arch="linear", likelihood="gaussian",
                             gaussian_variance=0.3, prior="vamp", prior_components=3))
-    u = model.prior.pseudo_inputs.detach()
+    u = model.prior.inputs().detach()
     z = torch.randn(7, 2)
     with torch.no_grad():
         qu = [Independent(Normal(*[t[k] for t in model.encoder.params(u)[:2]]), 1) for k in range(3)]
@@ -323,3 +323,52 @@ def test_a_vamp_prior_trains_and_is_rebuilt(tmp_path, capsys):
     start = PRIORS["vamp"](2, components=6, encoder=model.encoder, data_shape=(1, 8, 8))
     assert not torch.allclose(model.prior.pseudo_inputs, start.pseudo_inputs)  # learned
     assert model.sample(4).shape == (4, 1, 8, 8)
+
+
+def test_the_vamp_pseudo_inputs_stay_in_the_likelihoods_support():
+    """u_k = Hardtanh(W_k + b) into [0, 1] for Bernoulli pixels, so the encoder only ever sees a
+    possible image; no clamp for a Gaussian on real values. The shared bias moves all of them."""
+    binary = VAE(ModelConfig(data_shape=(1, 8, 8), latent_dim=2, hidden=(16,), likelihood="bernoulli",
+                             prior="vamp", prior_components=5)).prior
+    real = VAE(ModelConfig(data_shape=(6,), latent_dim=2, hidden=(16,), likelihood="gaussian",
+                           prior="vamp", prior_components=5)).prior
+    for prior in (binary, real):
+        with torch.no_grad():
+            prior.pseudo_inputs.copy_(3 * torch.randn_like(prior.pseudo_inputs))
+    u = binary.inputs()
+    assert u.min() == 0 and u.max() == 1  # clamped, at both ends
+    raw = binary.pseudo_inputs + binary.pseudo_bias
+    inside = (raw > 0) & (raw < 1)
+    torch.testing.assert_close(u[inside], raw[inside])
+    torch.testing.assert_close(real.inputs(), real.pseudo_inputs + real.pseudo_bias)  # real values: as they are
+    assert real.inputs().min() < -1 and real.inputs().max() > 2
+    u.sum().backward()  # the bias is learned from every component
+    assert binary.pseudo_bias.grad.abs().sum() > 0
+
+
+def test_a_vamp_run_saved_before_the_pseudo_bias_loads_and_resumes_as_it_was(tmp_path, capsys, monkeypatch):
+    """A run trained with free pseudo-inputs (no ``pseudo_bias``, no clamp: vaekit before
+    2026-11-30) is rebuilt with them and resumes with its optimizer state."""
+    from cli_helpers import ok
+
+    from vaekit.models.priors import VampPrior
+    from vaekit.runs import read_metrics
+
+    init = VampPrior.__init__
+
+    def old_format(self, *args, **kwargs):  # the prior as it was: the per-component inputs alone
+        init(self, *args, **kwargs)
+        self.pseudo_bias = None
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(VampPrior, "__init__", old_format)
+    ok(capsys, "train", "--data", "digits", "--epochs", 1, "--prior", "vamp", "--prior-components", 4,
+       "--latent-dim", 2, "--hidden", 16, "--run-dir", run)
+    monkeypatch.undo()
+    ok(capsys, "train", "--resume", run, "--epochs", 2)
+    model = vaekit.load(run)
+    assert model.prior.pseudo_bias is None and "prior.pseudo_bias" not in model.state_dict()
+    with torch.no_grad():
+        model.prior.pseudo_inputs.fill_(5.0)  # outside the pixels' range: an old run's inputs were free
+        torch.testing.assert_close(model.prior.inputs(), model.prior.pseudo_inputs)
+    assert [row["epoch"] for row in read_metrics(run)] == ["1", "2"]  # it trained on from its checkpoint

@@ -183,22 +183,51 @@ class VampPrior(Prior):
     ``p(z) = 1/K sum_k q(z | u_k)``. Its KL is estimated by sampling.
 
     The encoder is the model's own (shared, not copied: it is held outside this module's
-    parameters, so the state dict stores it once, under the model). Pseudo-inputs start as a
-    seeded uniform draw in [0, 1].
+    parameters, so the state dict stores it once, under the model).
+
+    The pseudo-inputs are parameterized as in the paper's code (and pythae's):
+    ``u_k = clamp(W_k + b)``, a per-component part ``pseudo_inputs`` (``W``) plus a shared
+    ``pseudo_bias`` (``b``), both started as ``nn.Linear(K, D)`` starts its weights (uniform
+    within ``1/sqrt(K)``, seeded, so near zero). ``clamp`` is Hardtanh into the likelihood's
+    ``support`` when it has one (pixels in [0, 1] for ``bernoulli``), so a pseudo-input stays a
+    possible input; the identity otherwise. The shared bias moves all of them together.
+
+    Runs saved before the bias existed (state dicts without ``pseudo_bias``) load as they were
+    trained: free pseudo-inputs, no bias, no clamp (:meth:`take_saved_format`).
     """
 
     def __init__(self, latent_dim: int, *, components: int = 10, encoder: nn.Module | None = None,
-                 data_shape: tuple[int, ...] = (), **options: int):
+                 data_shape: tuple[int, ...] = (), support: tuple[float, float] | None = None, **options: int):
         super().__init__(latent_dim)
         if encoder is None or not data_shape:
             raise VaekitError("the vamp prior needs the model's encoder and data shape (build it through a VAE)")
-        g = torch.Generator().manual_seed(0)
-        self.pseudo_inputs = nn.Parameter(torch.rand(components, *data_shape, generator=g))
+        g = torch.Generator().manual_seed(0)  # a fixed start: the run's seed sets everything else
+        bound = components ** -0.5
+        self.pseudo_inputs = nn.Parameter((2 * torch.rand(components, *data_shape, generator=g) - 1) * bound)
+        self.pseudo_bias: nn.Parameter | None = nn.Parameter((2 * torch.rand(*data_shape, generator=g) - 1) * bound)
+        self.support = support
         self._encoder = (encoder,)  # a tuple: not registered as a submodule
 
+    def inputs(self) -> Tensor:
+        """The pseudo-inputs ``u_k`` as the encoder sees them, ``(K, *data_shape)``."""
+        if self.pseudo_bias is None:  # a run saved before the bias: free pseudo-inputs
+            return self.pseudo_inputs
+        u = self.pseudo_inputs + self.pseudo_bias
+        return u if self.support is None else torch.nn.functional.hardtanh(u, *self.support)
+
     def forward(self) -> MixtureSameFamily:
-        qu = self._encoder[0](self.pseudo_inputs)  # (K,) posteriors over (latent_dim,)
-        mixture = Categorical(logits=torch.zeros(len(self.pseudo_inputs), device=self.pseudo_inputs.device),
-                              validate_args=False)
+        u = self.inputs()
+        qu = self._encoder[0](u)  # (K,) posteriors over (latent_dim,)
+        mixture = Categorical(logits=torch.zeros(len(u), device=u.device), validate_args=False)
         return MixtureSameFamily(mixture, Independent(Normal(qu.mean, qu.stddev, validate_args=False), 1),
                                  validate_args=False)
+
+    def take_saved_format(self, state: dict[str, Tensor], prefix: str = "") -> None:
+        """Become the format ``state`` was saved in: without ``pseudo_bias`` (vaekit before
+        2026-11-30), the free pseudo-inputs of then. Called before loading or resuming."""
+        if prefix + "pseudo_inputs" in state and prefix + "pseudo_bias" not in state:
+            self.pseudo_bias = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self.take_saved_format(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

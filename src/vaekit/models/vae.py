@@ -94,7 +94,8 @@ class VAE(DecoderModel):
         self.likelihood = make_likelihood(config.likelihood, config.data_shape,
                                           gaussian_variance=config.gaussian_variance)
         self.prior = build_prior(config.prior, config.latent_dim, components=config.prior_components,
-                                 encoder=self.encoder, data_shape=config.data_shape)
+                                 encoder=self.encoder, data_shape=config.data_shape,
+                                 support=self.likelihood.support)
         if not self.prior.analytic_kl:  # say so wherever the figure is shown
             self.headline = dataclasses.replace(self.headline, kl_estimated=True)
 

@@ -98,8 +98,13 @@ class Checkpoint:
         return self.tensors.get(f"extra/{name}")
 
     def check_model(self, model) -> None:
-        """Refuse a checkpoint whose tensors do not fit ``model`` (another architecture)."""
+        """Refuse a checkpoint whose tensors do not fit ``model`` (another architecture), once the
+        modules whose saved format changed (``take_saved_format``, the VampPrior) took the
+        checkpoint's."""
         state = self.model_state()
+        for name, module in model.named_modules():  # a module whose saved format changed takes the old one
+            if hasattr(module, "take_saved_format"):
+                module.take_saved_format(state, f"{name}." if name else "")
         own = model.state_dict()
         if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
             diff = sorted(set(state) ^ set(own)) or [k for k in own if state[k].shape != own[k].shape]
