@@ -54,6 +54,8 @@ VAEKIT = {
     "vaekit IWAE k=5": ({}, {"objective": "iwae", "n_samples": 5}),
     "vaekit DReG k=5": ({}, {"objective": "dreg", "n_samples": 5}),
     "vaekit VAE, VampPrior (100)": ({"prior": "vamp", "prior_components": 100}, {}),
+    # the KL weight ramped from 0 over the first 50 epochs (Tomczak and Welling warm up over 100)
+    "vaekit VAE, VampPrior (100), KL warm-up": ({"prior": "vamp", "prior_components": 100}, {"kl_warmup_steps": 30000}),
     "vaekit VAE, 2 layers": ({"latent_dims": (100, 50)}, {}),
     "vaekit IWAE k=5, 2 layers": ({"latent_dims": (100, 50)}, {"objective": "iwae", "n_samples": 5}),
 }
