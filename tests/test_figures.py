@@ -135,6 +135,20 @@ def test_a_table_gets_a_plot_per_feature_not_an_image_grid(runs, kind):
         assert all(sum(isinstance(c, QuadMesh) for c in ax.collections) == 1 for ax in panels)
 
 
+def test_a_tables_samples_are_draws_of_p_x_given_z_and_an_images_are_means(runs, monkeypatch):
+    """The histograms set the samples' spread beside the data's: the means of p(x|z) leave out the
+    likelihood's noise, so a table draws x ~ p(x|z); an image grid shows the means, as is usual."""
+    asked = []
+    for kind in ("table", "image"):
+        model = runs[kind].model
+        monkeypatch.setattr(model, "sample", lambda n, sample=model.sample, **kw:
+                            asked.append(kw.get("draw", False)) or sample(n, **kw))
+        fig = figures.make_figure(runs[kind], "samples")
+        title = fig.get_suptitle() if kind == "table" else fig.axes[0].get_title()
+        assert title.startswith("draws x ~ p(x|z)" if kind == "table" else "64 means of p(x|z)")
+    assert asked == [True, False]
+
+
 def test_a_table_is_plotted_in_its_own_units(runs):
     fig = figures.make_figure(runs["table"], "reconstructions")
     heights = fig.axes[0].collections[0].get_offsets()[:, 0]  # inputs, about 170 +- 3, not standardized

@@ -292,16 +292,19 @@ def reconstructions(inputs: _Inputs, n: int | None = None) -> Figure:
 
 @torch.inference_mode()
 def samples(inputs: _Inputs, n: int | None = None, temperature: float = 1.0) -> Figure:
-    """Decoded draws from the prior: an image grid, or per-feature histograms of the samples over
-    those of the held-out data. A conditional model draws its classes in turn."""
+    """Decoded draws from the prior: an image grid of the means of p(x|z), or, for tables and
+    arrays, per-feature histograms of draws x ~ p(x|z) over those of the held-out data (draws, so
+    that the two spreads compare: the means leave out the likelihood's own noise). A conditional
+    model draws its classes in turn."""
     model = inputs.model
     classes = inputs.class_names() if inputs.conditional else []
     n = n or (1000 if not inputs.images else 64 - 64 % len(classes) if 0 < len(classes) <= 16 else 64)
     options: dict[str, Any] = {} if temperature == 1 else {"temperature": temperature}  # a model may not take it
     if classes:
         options["y"] = torch.arange(n, device=inputs.device) % len(classes)
-    x = model.sample(n, generator=_generator(inputs), **options)
-    what = "means of p(x|z), z ~ p(z)" + (f" at temperature {temperature:g}" if temperature != 1 else "")
+    x = model.sample(n, generator=_generator(inputs), draw=not inputs.images, **options)
+    what = ("means of p(x|z)" if inputs.images else "draws x ~ p(x|z)") + ", z ~ p(z)"
+    what += f" at temperature {temperature:g}" if temperature != 1 else ""
     if model.config.model == "ae":
         what += " (N(0, I), which an autoencoder's codes do not follow)"
     if inputs.images:
