@@ -210,8 +210,9 @@ def vaekit_settings(task: dict, args) -> dict:
                 "batch_size": 64, "likelihood": "gaussian-learned" if big else "bernoulli", "n_importance": args.k,
                 **({} if big or not args.early_stopping else SMALL_DATA)}
     dims = args.table_latent_dims
-    return {"latent_dim": dims[0] if len(dims) == 1 else " or ".join(map(str, dims)), "hidden": (64,), "epochs": args.epochs_table, "batch_size": 32,
-            "likelihood": " or ".join(args.table_likelihoods), "n_importance": args.k, **(SMALL_DATA if args.early_stopping else {})}
+    return {"latent_dim": dims[0] if len(dims) == 1 else " or ".join(map(str, dims)), "hidden": (64,),
+            "epochs": args.epochs_table, "batch_size": 32, "likelihood": " or ".join(args.table_likelihoods),
+            "n_importance": args.k, **(SMALL_DATA if args.early_stopping else {})}
 
 
 # With --early-stopping, the tables and the 8x8 digits (a few hundred training rows): training
