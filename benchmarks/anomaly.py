@@ -235,7 +235,8 @@ def make_vaekit(task: dict, args, api: str):
     # tables arrive standardized on their training rows already (the wrapper's own is then a no-op)
     wanted = {"contamination": 0.1, "random_state": args.seed, "standardize": task["kind"] != "image", **s}
     kwargs = {k: v for k, v in wanted.items() if k in params}
-    grid = [{"likelihood": name, "latent_dim": dim} for dim in args.table_latent_dims for name in args.table_likelihoods]
+    grid = [{"likelihood": name, "latent_dim": dim}
+            for dim in args.table_latent_dims for name in args.table_likelihoods]
     if task["kind"] == "table" and len(grid) > 1:
         return ChosenByValidation(kwargs, grid, seed=args.seed, folds=args.selection_folds)
     return VAEOutlierDetector(**{**kwargs, **grid[0]} if task["kind"] == "table" else kwargs)
@@ -268,9 +269,8 @@ class ChosenByValidation:
                 det = VAEOutlierDetector(**{**self.kwargs, **settings}).fit(x[fit_idx])
                 scores.append(float(np.mean(det.score_samples(x[held_idx]))))
             self.held_out_[self._name(settings)] = (float(np.mean(scores)), settings)
-        name = max(self.held_out_, key=lambda k: self.held_out_[k][0])
-        self.chosen_ = name
-        self.det_ = VAEOutlierDetector(**{**self.kwargs, **self.held_out_[name][1]}).fit(x)
+        self.chosen_ = max(self.held_out_, key=lambda k: self.held_out_[k][0])
+        self.det_ = VAEOutlierDetector(**{**self.kwargs, **self.held_out_[self.chosen_][1]}).fit(x)
         return self
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
@@ -482,7 +482,8 @@ def main(argv: list[str] | None = None) -> None:
     seeds, tasks = args.seed, []
     for seed in seeds:
         if args.mnist_dir and (args.mnist_dir / "train-images-idx3-ubyte.gz").exists():
-            tasks += [{**t, "seed": seed} for t in mnist_tasks(args.mnist_dir, args.digits, args.n_train, args.n_test, seed)]
+            mnist = mnist_tasks(args.mnist_dir, args.digits, args.n_train, args.n_test, seed)
+            tasks += [{**t, "seed": seed} for t in mnist]
         elif seed == seeds[0]:
             print(f"no MNIST at {args.mnist_dir}: MNIST tasks skipped", file=sys.stderr)
         tasks += [{**t, "seed": seed} for t in table_tasks(seed, args.quick)]

@@ -182,7 +182,8 @@ LR_SCHEDULES = ("constant", "cosine", "step", "burda")
 # without importing torch; tests/test_cli_startup.py checks them against the registries.
 MODEL_NAMES = ("ae", "cvae", "pca", "vae")  # vaekit.models.MODELS
 PRIOR_NAMES = ("mog", "standard", "vamp")  # vaekit.models.PRIORS
-LIKELIHOOD_NAMES = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned", "gaussian-lowrank")  # vaekit.models.likelihoods
+# vaekit.models.likelihoods
+LIKELIHOOD_NAMES = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned", "gaussian-lowrank")
 ARCH_NAMES = ("conv", "linear", "mlp", "resnet")  # vaekit.models.networks.ARCHS
 DATASET_NAMES = ("digits", "fashion-mnist", "mnist")  # vaekit.data.builtin.DATASETS
 

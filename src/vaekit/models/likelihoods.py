@@ -203,7 +203,8 @@ class LowRankGaussianLikelihood(LearnedGaussianLikelihood):
     def __init__(self, data_shape: tuple[int, ...], *, gaussian_variance: float = 0.1, **_: float):
         super().__init__(data_shape, gaussian_variance=gaussian_variance)
         d = math.prod(self.data_shape)
-        self.cov_factor = nn.Parameter(torch.randn(d, min(d, self.max_rank)) * self.init_scale * math.sqrt(gaussian_variance))
+        start = self.init_scale * math.sqrt(gaussian_variance)
+        self.cov_factor = nn.Parameter(torch.randn(d, min(d, self.max_rank)) * start)
 
     def forward(self, out: Tensor) -> Distribution:
         n = len(self.data_shape)
